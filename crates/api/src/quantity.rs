@@ -1,0 +1,1 @@
+//! Kubernetes resource quantities (`k8s.io/apimachinery/pkg/api/resource`).
