@@ -16,4 +16,3 @@ pub mod validation;
 
 pub use field::{ErrorList, ErrorType, FieldError, FieldPath};
 pub use k8s_openapi;
-pub use resources::{Resource, RESOURCES};

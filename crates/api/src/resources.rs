@@ -1,0 +1,1 @@
+//! The resources kvol serves.
