@@ -157,6 +157,8 @@ async fn concurrent_updates_with_the_same_revision_let_exactly_one_win() {
     assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(Error::Conflict { .. }))));
 }
 
+// The model spells out contains-then-insert on purpose: it mirrors the store's own precondition checks.
+#[allow(clippy::map_entry)]
 mod model {
     use super::*;
     use proptest::prelude::*;
