@@ -17,6 +17,8 @@ pub enum ErrorType {
     NotSupported,
     /// A value must be unique but is repeated (`FieldValueDuplicate`).
     Duplicate,
+    /// A referenced value does not exist (`FieldValueNotFound`).
+    NotFound,
     /// The field may not be set or changed (`FieldValueForbidden`).
     Forbidden,
     /// A value is too long (`FieldValueTooLong`).
@@ -35,6 +37,7 @@ impl ErrorType {
             ErrorType::Invalid => "FieldValueInvalid",
             ErrorType::NotSupported => "FieldValueNotSupported",
             ErrorType::Duplicate => "FieldValueDuplicate",
+            ErrorType::NotFound => "FieldValueNotFound",
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong => "FieldValueTooLong",
             ErrorType::TooMany => "FieldValueTooMany",
@@ -49,6 +52,7 @@ impl ErrorType {
             ErrorType::Invalid => "Invalid value",
             ErrorType::NotSupported => "Unsupported value",
             ErrorType::Duplicate => "Duplicate value",
+            ErrorType::NotFound => "Not found",
             ErrorType::Forbidden => "Forbidden",
             ErrorType::TooLong => "Too long",
             ErrorType::TooMany => "Too many",
@@ -137,6 +141,11 @@ impl FieldError {
         Self::make(ErrorType::Duplicate, path, Some(value.into()), "")
     }
 
+    /// `field: Not found: <value>`.
+    pub fn not_found(path: &FieldPath, value: impl Into<Value>) -> Self {
+        Self::make(ErrorType::NotFound, path, Some(value.into()), "")
+    }
+
     /// `field: Forbidden: detail`.
     pub fn forbidden(path: &FieldPath, detail: impl Into<String>) -> Self {
         Self::make(ErrorType::Forbidden, path, None, detail)
@@ -213,7 +222,10 @@ mod tests {
     #[test]
     fn renders_one_error_like_kube_apiserver() {
         let e = FieldError::required(&FieldPath::new("spec").child("capacity"), "");
-        assert_eq!(invalid_message("PersistentVolume", "pv1", &[e]), r#"PersistentVolume "pv1" is invalid: spec.capacity: Required value"#);
+        assert_eq!(
+            invalid_message("PersistentVolume", "pv1", &[e]),
+            r#"PersistentVolume "pv1" is invalid: spec.capacity: Required value"#
+        );
     }
 
     #[test]

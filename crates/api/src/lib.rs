@@ -12,7 +12,13 @@ pub mod names;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
+pub mod strategy;
 pub mod validation;
 
+pub use defaults::ApplyDefaults;
 pub use field::{ErrorList, ErrorType, FieldError, FieldPath};
 pub use k8s_openapi;
+pub use quantity::{parse_quantity, ParsedQuantity, Quantities, QuantityError};
+pub use resources::{Resource, RESOURCES};
+pub use strategy::{PrepareForCreate, PrepareForUpdate};
+pub use validation::Validate;

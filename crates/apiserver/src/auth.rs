@@ -1,0 +1,133 @@
+//! Authentication: bearer tokens from a static token file in kube-apiserver's format
+//! (`token,user,uid,"group1,group2"`), and the local unix socket, whose 0600 mode already limits it to root.
+//! The admin token is generated on first start; anonymous requests are refused.
+
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Who a request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// User name, e.g. `admin` or `system:node:n1`.
+    pub name: String,
+    /// Groups, e.g. `system:masters`.
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// The identity of the local unix socket.
+    pub fn local_admin() -> User {
+        User { name: "system:admin".into(), groups: vec!["system:masters".into()] }
+    }
+}
+
+/// How a connection reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS over TCP: a bearer token is required.
+    Tls,
+    /// The local unix socket (mode 0600).
+    Unix,
+}
+
+/// The token file, loaded in memory.
+pub struct Tokens {
+    path: PathBuf,
+    users: RwLock<HashMap<String, User>>,
+}
+
+/// Errors reading or writing the token file.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The file could not be read or written.
+    #[error("token file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line does not parse.
+    #[error("token file {path} line {line}: {why}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..40).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+impl Tokens {
+    /// Load `path`, creating it with an admin token when missing. Returns the tokens and the admin token.
+    pub fn load_or_create(path: &Path) -> Result<(Tokens, String), TokenError> {
+        let io = |source| TokenError::Io { path: path.to_path_buf(), source };
+        if !path.exists() {
+            let token = random_token();
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+            writeln!(f, "{token},admin,admin,\"system:masters\"").map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let mut users = HashMap::new();
+        let mut admin = None;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (user_part, groups) = match line.split_once(",\"") {
+                Some((head, tail)) => (head, tail.trim_end_matches('"').split(',').map(str::to_string).collect()),
+                None => (line, Vec::new()),
+            };
+            let fields: Vec<&str> = user_part.split(',').collect();
+            if fields.len() < 3 || fields[0].is_empty() || fields[1].is_empty() {
+                return Err(TokenError::Malformed {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    why: "expected token,user,uid[,\"groups\"]".into(),
+                });
+            }
+            let user = User { name: fields[1].to_string(), groups };
+            if admin.is_none() && user.groups.iter().any(|g| g == "system:masters") {
+                admin = Some(fields[0].to_string());
+            }
+            users.insert(fields[0].to_string(), user);
+        }
+        let admin = admin.ok_or_else(|| TokenError::Malformed {
+            path: path.to_path_buf(),
+            line: 0,
+            why: "no token in group system:masters".into(),
+        })?;
+        Ok((Tokens { path: path.to_path_buf(), users: RwLock::new(users) }, admin))
+    }
+
+    /// The user a bearer token belongs to.
+    pub fn authenticate(&self, token: &str) -> Option<User> {
+        self.users.read().get(token).cloned()
+    }
+
+    /// The file the tokens come from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The user of an `Authorization` header value, if it carries a known bearer token.
+pub fn bearer(tokens: &Tokens, header: Option<&str>) -> Option<User> {
+    let value = header?.trim();
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    tokens.authenticate(token.trim())
+}

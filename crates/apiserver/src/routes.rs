@@ -1,0 +1,370 @@
+//! The HTTP surface: authentication, then one dispatcher that parses Kubernetes REST paths
+//! (`/api/v1/namespaces/<ns>/<plural>/<name>/<subresource>`, `/apis/<group>/<version>/...`) and verbs into
+//! registry calls. Parsing paths by hand keeps the namespace/`namespaces` ambiguity in one readable place.
+
+use crate::auth::{bearer, Transport, User};
+use crate::codec::{negotiate, parse_body, FieldValidation, Output, MAX_BODY_BYTES};
+use crate::patch::PatchType;
+use crate::read::{check_field_selector, ListOptions};
+use crate::registry::{self, DeleteOptions, Part, WriteOptions, Written};
+use crate::status::ApiError;
+use crate::table::IncludeObject;
+use crate::watch::WatchOptions;
+use crate::{discovery, dispatch, ApiState};
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use kvol_api::resources::by_plural;
+use kvol_api::selector::Selector;
+use kvol_api::Resource;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn json_response(code: u16, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn value_response(v: &Value) -> Response {
+    json_response(200, serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn written_response(w: Written) -> Response {
+    let mut r = json_response(w.code, w.body);
+    for warning in w.warnings {
+        let text = format!("299 - {:?}", warning);
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+/// Where a path points.
+#[derive(Debug)]
+struct Target {
+    resource: &'static Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiError> {
+    let lookup = |plural: &str| by_plural(group, version, plural).ok_or_else(ApiError::no_route);
+    let t = |resource, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| Target {
+        resource,
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        subresource: sub.map(str::to_string),
+    };
+    let namespaces = group.is_empty() && rest.first() == Some(&"namespaces");
+    match rest {
+        [plural] => Ok(t(lookup(plural)?, None, None, None)),
+        ["namespaces", ns, sub] if namespaces && matches!(*sub, "status" | "finalize") => {
+            Ok(t(lookup("namespaces")?, None, Some(ns), Some(sub)))
+        }
+        ["namespaces", ns, plural] if namespaces => {
+            let r = lookup(plural)?;
+            if !r.namespaced {
+                return Err(ApiError::no_route());
+            }
+            Ok(t(r, Some(ns), None, None))
+        }
+        ["namespaces", ns, plural, name] if namespaces => {
+            let r = lookup(plural)?;
+            if !r.namespaced {
+                return Err(ApiError::no_route());
+            }
+            Ok(t(r, Some(ns), Some(name), None))
+        }
+        ["namespaces", ns, plural, name, sub] if namespaces => Ok(t(lookup(plural)?, Some(ns), Some(name), Some(sub))),
+        [plural, name] => {
+            let r = lookup(plural)?;
+            if r.namespaced {
+                return Err(ApiError::no_route());
+            }
+            Ok(t(r, None, Some(name), None))
+        }
+        [plural, name, sub] => {
+            let r = lookup(plural)?;
+            if r.namespaced {
+                return Err(ApiError::no_route());
+            }
+            Ok(t(r, None, Some(name), Some(sub)))
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn query_map(query: Option<&str>) -> HashMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+fn is_true(v: Option<&String>) -> bool {
+    matches!(v.map(String::as_str), Some("true") | Some("1"))
+}
+
+/// Answer one request (after the connection's transport is known).
+pub async fn handle(state: ApiState, transport: Transport, req: Request<Body>) -> Response {
+    let user = match transport {
+        Transport::Unix => Some(User::local_admin()),
+        Transport::Tls => bearer(&state.tokens, req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let Some(user) = user else {
+        tracing::debug!(%method, %path, "anonymous request refused");
+        return ApiError::unauthorized().into_response();
+    };
+    let started = std::time::Instant::now();
+    let response = match serve(&state, &user, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(%method, %path, user = %user.name, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+async fn serve(state: &ApiState, _user: &User, req: Request<Body>) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let query = query_map(parts.uri.query());
+    let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let get_only =
+        |m: &Method| if *m == Method::GET { Ok(()) } else { Err(ApiError::method_not_allowed(m.as_str(), &path)) };
+    match segments.as_slice() {
+        ["version"] => return get_only(&parts.method).map(|_| value_response(&discovery::version())),
+        ["healthz"] | ["livez"] | ["readyz"] => return Ok(json_response(200, b"ok".to_vec())),
+        ["api"] => {
+            get_only(&parts.method)?;
+            return Ok(value_response(&discovery::core_versions(&state.advertise_address)));
+        }
+        ["apis"] => {
+            get_only(&parts.method)?;
+            return Ok(value_response(&discovery::group_list()));
+        }
+        ["api", "v1"] => {
+            get_only(&parts.method)?;
+            return discovery::resource_list("", "v1").map(|v| value_response(&v)).ok_or_else(ApiError::no_route);
+        }
+        ["openapi", "v2"] => {
+            get_only(&parts.method)?;
+            return Ok(crate::openapi::v2(header(header::ACCEPT).as_deref()));
+        }
+        ["apis", "apiextensions.k8s.io", "v1", "customresourcedefinitions"] => {
+            // kvol serves no custom resources; kubectl's validator asks before falling back to schemas.
+            get_only(&parts.method)?;
+            let list = serde_json::json!({
+                "kind": "CustomResourceDefinitionList", "apiVersion": "apiextensions.k8s.io/v1",
+                "metadata": { "resourceVersion": state.store.current_revision().to_string() }, "items": [],
+            });
+            return Ok(value_response(&list));
+        }
+        ["openapi", "v3"] => {
+            get_only(&parts.method)?;
+            return Ok(value_response(&crate::openapi::root()));
+        }
+        ["openapi", "v3", "api", version] => {
+            get_only(&parts.method)?;
+            return crate::openapi::group_version("", version)
+                .map(|v| value_response(&v))
+                .ok_or_else(ApiError::no_route);
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            get_only(&parts.method)?;
+            return crate::openapi::group_version(group, version)
+                .map(|v| value_response(&v))
+                .ok_or_else(ApiError::no_route);
+        }
+        ["apis", group] => {
+            get_only(&parts.method)?;
+            return discovery::group(group).map(|v| value_response(&v)).ok_or_else(ApiError::no_route);
+        }
+        ["apis", group, version] => {
+            get_only(&parts.method)?;
+            return discovery::resource_list(group, version).map(|v| value_response(&v)).ok_or_else(ApiError::no_route);
+        }
+        _ => {}
+    }
+    let target = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => parse_target("", "v1", rest)?,
+        ["apis", group, version, rest @ ..] => parse_target(group, version, rest)?,
+        _ => return Err(ApiError::no_route()),
+    };
+    let resource = target.resource;
+    let ns = target.namespace.as_deref();
+    let part = match target.subresource.as_deref() {
+        None => Part::Main,
+        Some("status") if resource.has_status => Part::Status,
+        Some("finalize") if resource.kind == "Namespace" => Part::Finalize,
+        Some(_) => return Err(ApiError::no_route()),
+    };
+    let content_type = header(header::CONTENT_TYPE);
+    let accept = header(header::ACCEPT);
+    let read_body = || async {
+        let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+        limited.collect().await.map(|c| c.to_bytes()).map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+    };
+    let write_options = || -> Result<WriteOptions, ApiError> {
+        Ok(WriteOptions {
+            field_validation: FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?,
+            dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        })
+    };
+    let include_object = match query.get("includeObject").map(String::as_str) {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    };
+    match (parts.method.clone(), target.name.as_deref()) {
+        (Method::GET, None) => {
+            let mut options = ListOptions {
+                labels: Selector::parse_labels(query.get("labelSelector").map_or("", String::as_str))
+                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+                fields: Selector::parse_fields(query.get("fieldSelector").map_or("", String::as_str))
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                limit: query.get("limit").and_then(|l| l.parse().ok()),
+                continue_token: query.get("continue").cloned(),
+                resource_version: query.get("resourceVersion").cloned(),
+            };
+            check_field_selector(resource.kind, &options.fields)?;
+            let output = negotiate(accept.as_deref())?;
+            if is_true(query.get("watch")) {
+                let timeout = query
+                    .get("timeoutSeconds")
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .map(Duration::from_secs)
+                    .unwrap_or(state.watch_timeout);
+                options.limit = None;
+                let watch = WatchOptions {
+                    bookmarks: is_true(query.get("allowWatchBookmarks")),
+                    timeout,
+                    send_initial_events: is_true(query.get("sendInitialEvents")),
+                    output,
+                    include_object,
+                };
+                let rx = crate::watch::start(state, resource, ns, options, watch)?;
+                let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>);
+                let mut r = Response::new(Body::from_stream(stream));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                return Ok(r);
+            }
+            let body = crate::read::list(state, resource, ns, &options, output, include_object)?;
+            Ok(json_response(200, body))
+        }
+        (Method::GET, Some(name)) => {
+            let output = negotiate(accept.as_deref())?;
+            let kv = crate::read::get(state, resource, ns, name)?;
+            let body = registry::answer(&kv);
+            if output == Output::Table {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+                let mut table = crate::table::table(resource.kind, &[v], jiff::Timestamp::now(), include_object);
+                table["metadata"] = serde_json::json!({ "resourceVersion": kv.mod_revision.to_string() });
+                return Ok(value_response(&table));
+            }
+            Ok(json_response(200, body))
+        }
+        (Method::POST, None) => {
+            let bytes = read_body().await?;
+            let value = parse_body(content_type.as_deref(), &bytes)?;
+            let opts = write_options()?;
+            let w = dispatch!(
+                resource.kind,
+                registry::create(state, resource, ns, value, opts),
+                Err(ApiError::no_route())
+            )?;
+            Ok(written_response(w))
+        }
+        (Method::PUT, Some(name)) => {
+            let bytes = read_body().await?;
+            let value = parse_body(content_type.as_deref(), &bytes)?;
+            let opts = write_options()?;
+            let w = dispatch!(
+                resource.kind,
+                registry::update(state, resource, ns, name, value, part, opts),
+                Err(ApiError::no_route())
+            )?;
+            Ok(written_response(w))
+        }
+        (Method::PATCH, Some(name)) => {
+            let ct = content_type.unwrap_or_default();
+            let patch_type = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+            let bytes = read_body().await?;
+            let opts = write_options()?;
+            let w = dispatch!(
+                resource.kind,
+                registry::patch(state, resource, ns, name, bytes, patch_type, part, opts),
+                Err(ApiError::no_route())
+            )?;
+            Ok(written_response(w))
+        }
+        (Method::DELETE, Some(name)) if part == Part::Main => {
+            let bytes = read_body().await?;
+            let grace = query.get("gracePeriodSeconds").and_then(|g| g.parse().ok());
+            let options = DeleteOptions::parse(&bytes, grace, query.get("dryRun").is_some_and(|d| d == "All"))?;
+            let w = dispatch!(
+                resource.kind,
+                registry::delete(state, resource, ns, name, options),
+                Err(ApiError::no_route())
+            )?;
+            Ok(written_response(w))
+        }
+        (Method::DELETE, None) => {
+            let bytes = read_body().await?;
+            let grace = query.get("gracePeriodSeconds").and_then(|g| g.parse().ok());
+            let options = DeleteOptions::parse(&bytes, grace, query.get("dryRun").is_some_and(|d| d == "All"))?;
+            let list_options = ListOptions {
+                labels: Selector::parse_labels(query.get("labelSelector").map_or("", String::as_str))
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                fields: Selector::parse_fields(query.get("fieldSelector").map_or("", String::as_str))
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                ..Default::default()
+            };
+            delete_collection(state, resource, ns, &list_options, options).await
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str(), &path)),
+    }
+}
+
+/// DELETE on a collection: delete every selected object, answering the list of what was deleted.
+async fn delete_collection(
+    state: &ApiState,
+    resource: &'static Resource,
+    ns: Option<&str>,
+    list_options: &ListOptions,
+    options: DeleteOptions,
+) -> Result<Response, ApiError> {
+    let listed = crate::read::list(state, resource, ns, list_options, Output::Json, IncludeObject::Metadata)?;
+    let list: Value = serde_json::from_slice(&listed).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut items = Vec::new();
+    for item in list["items"].as_array().into_iter().flatten() {
+        let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let item_ns = item["metadata"]["namespace"].as_str().map(str::to_string);
+        let result = dispatch!(
+            resource.kind,
+            registry::delete(state, resource, item_ns.as_deref(), &name, options.clone()),
+            Err(ApiError::no_route())
+        );
+        match result {
+            Ok(_) => items.push(item.clone()),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let out = serde_json::json!({
+        "kind": resource.list_kind(),
+        "apiVersion": resource.api_version(),
+        "metadata": { "resourceVersion": state.store.current_revision().to_string() },
+        "items": items,
+    });
+    Ok(value_response(&out))
+}
+
+use futures::StreamExt as _;
