@@ -1,0 +1,236 @@
+//! API server benchmark (issue 2): create throughput for 10,000 PVs, full-list latency at 10,000 objects,
+//! watch delivery to 10 concurrent watchers, and the server's RSS. `kvol server` runs as its own process on
+//! a temp data dir (so its RSS is its own); the client is the `kube` crate, as any Kubernetes client would be.
+//!
+//! Run: `cargo bench -p kvol --bench api` (env `KVOL_BENCH_PVS`, `KVOL_BENCH_CONCURRENCY` to vary).
+//! Compare ratios within one run, not absolute times across machines.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::PersistentVolume;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::Client;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_kvol"))
+        .args(["server", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("KVOL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start kvol server");
+    let kubeconfig = dir.path().join("data/kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !kubeconfig.exists() {
+        assert!(Instant::now() < deadline, "kvol server did not become ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server { child, dir }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {cpu}, {} MiB RAM, Linux {}", mem.parse::<u64>().unwrap_or(0) / 1024, kernel.trim())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn pv(name: &str) -> PersistentVolume {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": { "name": name, "labels": { "bench": "kvol" } },
+        "spec": {
+            "capacity": { "storage": "1Gi" },
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": { "path": format!("/data/{name}") },
+        }
+    }))
+    .expect("valid PV")
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let total = env_usize("KVOL_BENCH_PVS", 10_000);
+    let concurrency = env_usize("KVOL_BENCH_CONCURRENCY", 64);
+    println!("machine: {}", machine());
+    let server = start_server();
+    let pid = server.child.id();
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(server.dir.path().join("data/kubeconfig")).expect("read kubeconfig"),
+        &Default::default(),
+    )
+    .await
+    .expect("kubeconfig");
+    let client = Client::try_from(config).expect("client");
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    println!("server RSS idle: {} MiB", rss_kib(pid) / 1024);
+
+    // 1. Create throughput.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let pvs = pvs.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let t = Instant::now();
+                pvs.create(&PostParams::default(), &pv(&format!("pv-{i:05}"))).await.expect("create acknowledged");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("create task"));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "create: {total} PVs in {:.2} s = {:.0} acknowledged creates/s ({concurrency} concurrent clients); latency p50 {:.2} ms p99 {:.2} ms",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+    );
+    println!("server RSS after creates: {} MiB", rss_kib(pid) / 1024);
+
+    // 2. Full list latency (raw bytes, as the server answers them; and decoded by a typed client).
+    let mut raw = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let req = http::Request::get("/api/v1/persistentvolumes").body(Vec::new()).expect("request");
+        let body = client.request_text(req).await.expect("list");
+        raw.push(t.elapsed());
+        assert!(body.len() > total * 100, "list returned {} bytes", body.len());
+    }
+    raw.sort();
+    let mut typed = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let list = pvs.list(&ListParams::default()).await.expect("list");
+        typed.push(t.elapsed());
+        assert_eq!(list.items.len(), total);
+    }
+    typed.sort();
+    println!(
+        "list of {total}: p50 {:.1} ms, p99 {:.1} ms (bytes on the wire); typed decode in the client adds: p50 {:.1} ms",
+        percentile(&raw, 0.5).as_secs_f64() * 1e3,
+        percentile(&raw, 0.99).as_secs_f64() * 1e3,
+        percentile(&typed, 0.5).as_secs_f64() * 1e3,
+    );
+
+    // 3. Watch delivery: 10 watchers from the current revision; 2,000 label updates at about 200/s.
+    let watchers = 10;
+    let updates = env_usize("KVOL_BENCH_UPDATES", 2_000);
+    let rv = pvs.list_metadata(&ListParams::default().limit(1)).await.expect("list rv").metadata.resource_version.unwrap_or_default();
+    let acks: Arc<parking_lot::Mutex<std::collections::HashMap<String, Instant>>> = Default::default();
+    let mut receivers = Vec::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(watchers);
+    for _ in 0..watchers {
+        let pvs = pvs.clone();
+        let rv = rv.clone();
+        let ready = ready_tx.clone();
+        receivers.push(tokio::spawn(async move {
+            let mut stream = pvs.watch(&WatchParams::default().timeout(290), &rv).await.expect("watch").boxed();
+            ready.send(()).await.ok();
+            let mut seen = Vec::with_capacity(updates);
+            while seen.len() < updates {
+                match stream.next().await {
+                    Some(Ok(WatchEvent::Modified(o))) => {
+                        seen.push((o.metadata.resource_version.unwrap_or_default(), Instant::now()))
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("watch failed: {e}"),
+                    None => break,
+                }
+            }
+            seen
+        }));
+    }
+    for _ in 0..watchers {
+        ready_rx.recv().await;
+    }
+    let interval = Duration::from_micros(5_000);
+    let mut tick = tokio::time::interval(interval);
+    for i in 0..updates {
+        tick.tick().await;
+        let name = format!("pv-{:05}", i % total);
+        let patch = serde_json::json!({ "metadata": { "labels": { "round": i.to_string() } } });
+        let updated = pvs
+            .patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .expect("patch");
+        acks.lock().insert(updated.metadata.resource_version.unwrap_or_default(), Instant::now());
+    }
+    let mut delays = Vec::new();
+    for r in receivers {
+        for (rv, at) in r.await.expect("watcher") {
+            if let Some(acked) = acks.lock().get(&rv) {
+                delays.push(at.saturating_duration_since(*acked));
+            }
+        }
+    }
+    delays.sort();
+    println!(
+        "watch: {} deliveries to {watchers} watchers of {updates} updates at ~200/s: delay after the write's acknowledgement p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        delays.len(),
+        percentile(&delays, 0.5).as_secs_f64() * 1e3,
+        percentile(&delays, 0.99).as_secs_f64() * 1e3,
+        delays.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    println!("server RSS at the end: {} MiB", rss_kib(pid) / 1024);
+}
