@@ -84,3 +84,35 @@ pub fn graceful_deletion_seconds<T: ApiObject>(_resource: &Resource, obj: &T, re
     let grace = requested.or(spec.termination_grace_period_seconds).unwrap_or(30);
     (grace > 0).then_some(grace)
 }
+
+/// The namespaces every cluster needs; kube-apiserver refuses to delete them.
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// Validating admission on delete (NamespaceLifecycle): the system namespaces may not be deleted.
+pub fn admit_delete<T: ApiObject>(resource: &Resource, obj: &T) -> Result<(), ApiError> {
+    if (obj as &dyn Any).downcast_ref::<Namespace>().is_some() {
+        let name = obj.metadata().name.as_deref().unwrap_or_default();
+        if IMMORTAL_NAMESPACES.contains(&name) {
+            let mut e = ApiError::forbidden(format!("namespace {name} is forbidden: this namespace may not be deleted"));
+            e.details = Some(serde_json::json!({ "name": name, "kind": resource.plural }));
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Whether something other than `metadata.finalizers` holds a deleted object: a namespace's
+/// `spec.finalizers` (the `kubernetes` finalizer the namespace controller removes once the namespace is empty).
+pub fn held_by_spec<T: ApiObject>(obj: &T) -> bool {
+    (obj as &dyn Any)
+        .downcast_ref::<Namespace>()
+        .and_then(|ns| ns.spec.as_ref()?.finalizers.as_ref())
+        .is_some_and(|f| !f.is_empty())
+}
+
+/// What marking an object for deletion changes besides `deletionTimestamp`: a namespace turns Terminating.
+pub fn mark_deleting<T: ApiObject>(obj: &mut T) {
+    if let Some(ns) = (obj as &mut dyn Any).downcast_mut::<Namespace>() {
+        ns.status.get_or_insert_with(Default::default).phase = Some("Terminating".into());
+    }
+}

@@ -10,6 +10,7 @@ mod admission;
 pub mod auth;
 pub mod codec;
 pub mod discovery;
+pub mod namespaces;
 pub mod object;
 pub mod openapi;
 pub mod patch;

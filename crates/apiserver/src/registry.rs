@@ -315,8 +315,9 @@ async fn write_update<T: ApiObject>(
         return Ok(Written { body: with_resource_version(&value, current.mod_revision), code: 200, warnings: vec![] });
     }
     let key = resource.key(namespace, name);
-    let finalized =
-        obj.metadata().deletion_timestamp.is_some() && obj.metadata().finalizers.as_ref().is_none_or(|f| f.is_empty());
+    let finalized = obj.metadata().deletion_timestamp.is_some()
+        && obj.metadata().finalizers.as_ref().is_none_or(|f| f.is_empty())
+        && !admission::held_by_spec(&obj);
     if finalized {
         // The last finalizer is gone from an object being deleted: the update completes the delete.
         let kv = state
@@ -459,13 +460,15 @@ pub async fn delete<T: ApiObject>(
                 ));
             }
         }
-        let has_finalizers = meta.finalizers.as_ref().is_some_and(|f| !f.is_empty());
+        admission::admit_delete(resource, &obj)?;
+        let has_finalizers = meta.finalizers.as_ref().is_some_and(|f| !f.is_empty()) || admission::held_by_spec(&obj);
         let grace = admission::graceful_deletion_seconds(resource, &obj, options.grace_period_seconds);
         if has_finalizers || grace.is_some() {
             if meta.deletion_timestamp.is_some() && grace.is_none() {
                 // Already being deleted: nothing more to do until the finalizers are gone.
                 return Ok(Written { body: answer(&current), code: 200, warnings: vec![] });
             }
+            admission::mark_deleting(&mut obj);
             let m = obj.metadata_mut();
             let grace_secs = grace.unwrap_or(0);
             let at = jiff::Timestamp::now().as_second() + grace_secs;

@@ -196,6 +196,11 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Re
     write_kubeconfig(&kubeconfig, &client_address(&local), &pki.ca_pem, &admin_token)?;
     tracing::info!(listen = %local, socket = %socket.display(), kubeconfig = %kubeconfig.display(), "kvol API server ready");
 
+    let (stop_controllers, controllers_stopped) = tokio::sync::watch::channel(false);
+    let namespace_controller = tokio::spawn(crate::namespaces::run_controller(state.clone(), async move {
+        let mut stopped = controllers_stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -226,6 +231,8 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Re
         }
     }
     tracing::info!("shutting down");
+    let _ = stop_controllers.send(true);
+    let _ = namespace_controller.await;
     let _ = std::fs::remove_file(&kubeconfig);
     drop(tcp);
     drop(unix);
