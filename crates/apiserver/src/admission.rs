@@ -93,7 +93,8 @@ pub fn admit_delete<T: ApiObject>(resource: &Resource, obj: &T) -> Result<(), Ap
     if (obj as &dyn Any).downcast_ref::<Namespace>().is_some() {
         let name = obj.metadata().name.as_deref().unwrap_or_default();
         if IMMORTAL_NAMESPACES.contains(&name) {
-            let mut e = ApiError::forbidden(format!("namespace {name} is forbidden: this namespace may not be deleted"));
+            let mut e =
+                ApiError::forbidden(format!("namespace {name} is forbidden: this namespace may not be deleted"));
             e.details = Some(serde_json::json!({ "name": name, "kind": resource.plural }));
             return Err(e);
         }
