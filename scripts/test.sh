@@ -17,6 +17,7 @@ have runc || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 have fusermount3 || need+=(fuse3)
 have ip || need+=(iproute2)
+/usr/bin/python3 -c 'import kubernetes' 2>/dev/null || need+=(python3-kubernetes)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
     echo "installing: ${need[*]}"
@@ -26,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "warning: missing ${need[*]} and cannot apt-get install them; the tests that need them will skip"
   fi
 fi
-have kubectl || echo "note: kubectl is not installed; the kubectl end-to-end tests will skip"
+have kubectl || echo "note: kubectl is not installed (Debian has no current one); the kubectl end-to-end tests will skip"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
