@@ -14,6 +14,7 @@ pub mod namespaces;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod read;
 pub mod registry;
 pub mod routes;
@@ -23,7 +24,7 @@ pub mod table;
 pub mod tls;
 pub mod watch;
 
-pub use server::{run, ServerConfig, ServerError};
+pub use server::{run, Server, ServerConfig, ServerError};
 
 use std::sync::Arc;
 use std::time::Duration;

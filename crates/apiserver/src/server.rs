@@ -161,90 +161,122 @@ async fn bootstrap(store: &dyn Store) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Run the API server until `shutdown` resolves. The kubeconfig appears once both listeners accept, and is
-/// removed again when the server stops.
-pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let dir = &config.data_dir;
-    let dir_err = |source| ServerError::DataDir { path: dir.clone(), source };
-    std::fs::create_dir_all(dir).map_err(dir_err)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
-    let kubeconfig = config.kubeconfig_path();
-    // Not ready yet: a kubeconfig left by an earlier run must not announce this one.
-    let _ = std::fs::remove_file(&kubeconfig);
-    let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(dir.join("kvol.db"), config.store.clone())?);
-    let (tokens, admin_token) = Tokens::load_or_create(&dir.join("tokens.csv"))?;
-    let pki = crate::tls::load_or_create(&dir.join("pki"), &hosts_for(&config.listen))?;
-    let tls = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&pki)?);
-    bootstrap(store.as_ref()).await?;
-    let state = ApiState {
-        store: store.clone(),
-        tokens: Arc::new(tokens),
-        advertise_address: client_address(&config.listen),
-        bookmark_interval: config.bookmark_interval,
-        watch_timeout: config.watch_timeout,
-    };
-    let tcp = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Listen { what: config.listen.to_string(), source })?;
-    let local = tcp.local_addr().map_err(|source| ServerError::Listen { what: config.listen.to_string(), source })?;
-    let socket = config.socket_path();
-    let _ = std::fs::remove_file(&socket);
-    let unix = UnixListener::bind(&socket)
-        .map_err(|source| ServerError::Listen { what: socket.display().to_string(), source })?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|source| ServerError::Listen { what: socket.display().to_string(), source })?;
-    write_kubeconfig(&kubeconfig, &client_address(&local), &pki.ca_pem, &admin_token)?;
-    tracing::info!(listen = %local, socket = %socket.display(), kubeconfig = %kubeconfig.display(), "kvol API server ready");
+/// A bound, ready API server: listeners accept, the kubeconfig is written. [`Server::serve`] answers requests.
+pub struct Server {
+    state: ApiState,
+    store: Arc<SqliteStore>,
+    tls: tokio_rustls::TlsAcceptor,
+    tcp: TcpListener,
+    unix: UnixListener,
+    local_addr: SocketAddr,
+    socket: PathBuf,
+    kubeconfig: PathBuf,
+}
 
-    let (stop_controllers, controllers_stopped) = tokio::sync::watch::channel(false);
-    let namespace_controller = tokio::spawn(crate::namespaces::run_controller(state.clone(), async move {
-        let mut stopped = controllers_stopped;
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = tcp.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let tls = tls.clone();
-                    let state = state.clone();
-                    connections.spawn(async move {
-                        let _ = stream.set_nodelay(true);
-                        match tls.accept(stream).await {
-                            Ok(stream) => serve_connection(TokioIo::new(stream), state, Transport::Tls).await,
-                            Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        }
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
-            },
-            accepted = unix.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let state = state.clone();
-                    connections.spawn(serve_connection(TokioIo::new(stream), state, Transport::Unix));
-                }
-                Err(e) => tracing::warn!(error = %e, "accept on unix socket failed"),
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+impl Server {
+    /// Open the store, make the PKI and tokens, bootstrap, bind both listeners and write the kubeconfig.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let dir = &config.data_dir;
+        let dir_err = |source| ServerError::DataDir { path: dir.clone(), source };
+        std::fs::create_dir_all(dir).map_err(dir_err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+        let kubeconfig = config.kubeconfig_path();
+        // Not ready yet: a kubeconfig left by an earlier run must not announce this one.
+        let _ = std::fs::remove_file(&kubeconfig);
+        let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(dir.join("kvol.db"), config.store.clone())?);
+        let (tokens, admin_token) = Tokens::load_or_create(&dir.join("tokens.csv"))?;
+        let pki = crate::tls::load_or_create(&dir.join("pki"), &hosts_for(&config.listen))?;
+        let tls = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&pki)?);
+        bootstrap(store.as_ref()).await?;
+        let state = ApiState {
+            store: store.clone(),
+            tokens: Arc::new(tokens),
+            advertise_address: client_address(&config.listen),
+            bookmark_interval: config.bookmark_interval,
+            watch_timeout: config.watch_timeout,
+        };
+        let listen_err = |source| ServerError::Listen { what: config.listen.to_string(), source };
+        let tcp = TcpListener::bind(config.listen).await.map_err(listen_err)?;
+        let local_addr = tcp.local_addr().map_err(listen_err)?;
+        let socket = config.socket_path();
+        let socket_err = |source| ServerError::Listen { what: socket.display().to_string(), source };
+        let _ = std::fs::remove_file(&socket);
+        let unix = UnixListener::bind(&socket).map_err(socket_err)?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(socket_err)?;
+        write_kubeconfig(&kubeconfig, &client_address(&local_addr), &pki.ca_pem, &admin_token)?;
+        tracing::info!(listen = %local_addr, socket = %socket.display(), kubeconfig = %kubeconfig.display(), "kvol API server ready");
+        Ok(Server { state, store, tls, tcp, unix, local_addr, socket, kubeconfig })
+    }
+
+    /// The address the TLS listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The admin kubeconfig this server wrote.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Answer requests until `shutdown` resolves, then stop cleanly: the kubeconfig and socket are removed,
+    /// open connections get half a second, and the store commits what is pending.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server { state, store, tls, tcp, unix, socket, kubeconfig, .. } = self;
+        let (stop_controllers, controllers_stopped) = tokio::sync::watch::channel(false);
+        let namespace_controller = tokio::spawn(crate::namespaces::run_controller(state.clone(), async move {
+            let mut stopped = controllers_stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let tls = tls.clone();
+                        let state = state.clone();
+                        connections.spawn(async move {
+                            let _ = stream.set_nodelay(true);
+                            match tls.accept(stream).await {
+                                Ok(stream) => serve_connection(TokioIo::new(stream), state, Transport::Tls).await,
+                                Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                },
+                accepted = unix.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let state = state.clone();
+                        connections.spawn(serve_connection(TokioIo::new(stream), state, Transport::Unix));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept on unix socket failed"),
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
         }
+        tracing::info!("shutting down");
+        let _ = stop_controllers.send(true);
+        let _ = namespace_controller.await;
+        let _ = std::fs::remove_file(&kubeconfig);
+        drop(tcp);
+        drop(unix);
+        let _ = std::fs::remove_file(&socket);
+        // Requests finish in milliseconds; only watches stay open, and clients re-establish those.
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_millis(500), drain).await.is_err() {
+            connections.abort_all();
+        }
+        drop(state);
+        store.close();
+        Ok(())
     }
-    tracing::info!("shutting down");
-    let _ = stop_controllers.send(true);
-    let _ = namespace_controller.await;
-    let _ = std::fs::remove_file(&kubeconfig);
-    drop(tcp);
-    drop(unix);
-    let _ = std::fs::remove_file(&socket);
-    // Requests finish in milliseconds; only watches stay open, and clients re-establish those.
-    let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_millis(500), drain).await.is_err() {
-        connections.abort_all();
-    }
-    drop(state);
-    store.close();
-    Ok(())
+}
+
+/// Run the API server until `shutdown` resolves: [`Server::bind`], then [`Server::serve`].
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    Server::bind(config).await?.serve(shutdown).await
 }
 
 async fn serve_connection<I>(io: TokioIo<I>, state: ApiState, transport: Transport)
