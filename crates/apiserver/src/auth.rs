@@ -33,10 +33,11 @@ pub enum Transport {
     Unix,
 }
 
-/// The token file, loaded in memory.
+/// The token file, loaded in memory and reloaded when it changes (new node tokens need no restart).
 pub struct Tokens {
     path: PathBuf,
     users: RwLock<HashMap<String, User>>,
+    loaded: RwLock<Option<std::time::SystemTime>>,
 }
 
 /// Errors reading or writing the token file.
@@ -80,42 +81,31 @@ impl Tokens {
             writeln!(f, "{token},admin,admin,\"system:masters\"").map_err(io)?;
             f.sync_all().map_err(io)?;
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        let mut users = HashMap::new();
-        let mut admin = None;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (user_part, groups) = match line.split_once(",\"") {
-                Some((head, tail)) => (head, tail.trim_end_matches('"').split(',').map(str::to_string).collect()),
-                None => (line, Vec::new()),
-            };
-            let fields: Vec<&str> = user_part.split(',').collect();
-            if fields.len() < 3 || fields[0].is_empty() || fields[1].is_empty() {
-                return Err(TokenError::Malformed {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    why: "expected token,user,uid[,\"groups\"]".into(),
-                });
-            }
-            let user = User { name: fields[1].to_string(), groups };
-            if admin.is_none() && user.groups.iter().any(|g| g == "system:masters") {
-                admin = Some(fields[0].to_string());
-            }
-            users.insert(fields[0].to_string(), user);
-        }
+        let (users, admin) = parse(path)?;
         let admin = admin.ok_or_else(|| TokenError::Malformed {
             path: path.to_path_buf(),
             line: 0,
             why: "no token in group system:masters".into(),
         })?;
-        Ok((Tokens { path: path.to_path_buf(), users: RwLock::new(users) }, admin))
+        let loaded = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        Ok((Tokens { path: path.to_path_buf(), users: RwLock::new(users), loaded: RwLock::new(loaded) }, admin))
     }
 
-    /// The user a bearer token belongs to.
+    /// The user a bearer token belongs to. An unknown token makes the file be re-read if it changed.
     pub fn authenticate(&self, token: &str) -> Option<User> {
+        if let Some(user) = self.users.read().get(token).cloned() {
+            return Some(user);
+        }
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if modified.is_some() && modified != *self.loaded.read() {
+            match parse(&self.path) {
+                Ok((users, _)) => {
+                    *self.users.write() = users;
+                    *self.loaded.write() = modified;
+                }
+                Err(e) => tracing::warn!(error = %e, "token file changed but does not parse; keeping the old tokens"),
+            }
+        }
         self.users.read().get(token).cloned()
     }
 
@@ -123,6 +113,57 @@ impl Tokens {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Issue a token for node agent `node` (user `system:node:<node>`, group `system:nodes`), appended to the
+/// token file; a running server picks it up on first use. Returns the token.
+pub fn add_node_token(path: &Path, node: &str) -> Result<String, TokenError> {
+    let io = |source| TokenError::Io { path: path.to_path_buf(), source };
+    if node.is_empty() || node.contains([',', '"', '\n']) {
+        return Err(TokenError::Malformed {
+            path: path.to_path_buf(),
+            line: 0,
+            why: format!("invalid node name {node:?}"),
+        });
+    }
+    let token = random_token();
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(path).map_err(io)?;
+    writeln!(f, "{token},system:node:{node},system:node:{node},\"system:nodes\"").map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(token)
+}
+
+type Parsed = (HashMap<String, User>, Option<String>);
+
+fn parse(path: &Path) -> Result<Parsed, TokenError> {
+    let io = |source| TokenError::Io { path: path.to_path_buf(), source };
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut users = HashMap::new();
+    let mut admin = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (user_part, groups) = match line.split_once(",\"") {
+            Some((head, tail)) => (head, tail.trim_end_matches('"').split(',').map(str::to_string).collect()),
+            None => (line, Vec::new()),
+        };
+        let fields: Vec<&str> = user_part.split(',').collect();
+        if fields.len() < 3 || fields[0].is_empty() || fields[1].is_empty() {
+            return Err(TokenError::Malformed {
+                path: path.to_path_buf(),
+                line: i + 1,
+                why: "expected token,user,uid[,\"groups\"]".into(),
+            });
+        }
+        let user = User { name: fields[1].to_string(), groups };
+        if admin.is_none() && user.groups.iter().any(|g| g == "system:masters") {
+            admin = Some(fields[0].to_string());
+        }
+        users.insert(fields[0].to_string(), user);
+    }
+    Ok((users, admin))
 }
 
 /// The user of an `Authorization` header value, if it carries a known bearer token.

@@ -8,6 +8,7 @@
 
 mod admission;
 pub mod auth;
+pub mod authz;
 pub mod codec;
 pub mod discovery;
 pub mod namespaces;
