@@ -1,0 +1,450 @@
+//! kvol-flex run for real (root, loop devices, mount(2)) through `kvol_flex::DriverCall`, in the
+//! order and with the argv kubelet uses; and the seeds' bash+jq driver through the same calls.
+//!
+//! `cargo test -p kvol-flex-driver` (tests that need root or a tool print SKIP and pass).
+//! The benchmark: `cargo test --release -p kvol-flex-driver --test tests -- --ignored --nocapture bench`.
+
+mod util;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kvol_flex::{Command, DriverCall, Error, MountArgs, PodInfo, VolumeSpec};
+use util::*;
+
+fn pod(name: &str, uid: &str) -> MountArgs {
+    MountArgs {
+        pod: PodInfo {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: uid.into(),
+            service_account_name: "default".into(),
+        },
+        secrets: Default::default(),
+        fs_group: None,
+    }
+}
+
+async fn loop_volume_end_to_end(fs_type: &str) {
+    let test = format!("loop_volume_end_to_end({fs_type})");
+    if skip_unless(&test, &["losetup", "blkid", &format!("mkfs.{fs_type}")]) {
+        return;
+    }
+    let node = Node::new();
+    let driver = node.install_kvol_flex("kvol", "loop");
+    let spec = loop_spec(&node, "pv1", "vol1", fs_type);
+
+    let caps = driver.init().await.unwrap();
+    assert!(caps.attach, "loop is attachable");
+
+    // Controller: attach. Node: waitforattach, mountdevice at the global path, mount into the pod.
+    let device = ok(&driver, &DriverCall::attach(&spec, "node1")).await.device;
+    assert!(device.starts_with("/dev/loop"), "{device}");
+    assert_eq!(ok(&driver, &DriverCall::wait_for_attach(&device, &spec)).await.device, device);
+    assert!(ok(&driver, &DriverCall::is_attached(&spec, "node1")).await.attached);
+    let global = node.device_mount_path("kvol/loop", "pv1");
+    let global_s = global.to_string_lossy().into_owned();
+    ok(&driver, &DriverCall::mount_device(&global_s, &device, &spec)).await;
+    let pod_dir = node.pod_dir("uid-1", "kvol/loop", "pv1");
+    let pod_s = pod_dir.to_string_lossy().into_owned();
+    ok(&driver, &DriverCall::mount(&pod_s, &spec, &pod("p1", "uid-1"))).await;
+    let mounts = node.mounts();
+    assert!(mounts.contains(&(pod_dir.clone(), fs_type.to_owned())), "{mounts:?}");
+    std::fs::write(pod_dir.join("data.txt"), "written by pod 1").unwrap();
+
+    // Every call again: all idempotent.
+    assert_eq!(ok(&driver, &DriverCall::attach(&spec, "node1")).await.device, device);
+    ok(&driver, &DriverCall::mount_device(&global_s, &device, &spec)).await;
+    ok(&driver, &DriverCall::mount(&pod_s, &spec, &pod("p1", "uid-1"))).await;
+    assert_eq!(node.mounts().len(), 2, "{:?}", node.mounts());
+
+    // Detach is refused while the device is mounted.
+    let err = driver.run(&DriverCall::detach("pv1", "node1")).await.unwrap_err();
+    assert!(err.to_string().contains("still mounted"), "{err}");
+
+    // Teardown in kubelet's order, each step twice.
+    for _ in 0..2 {
+        ok(&driver, &DriverCall::unmount(&pod_s)).await;
+    }
+    for _ in 0..2 {
+        ok(&driver, &DriverCall::unmount_device(&global_s)).await;
+    }
+    for _ in 0..2 {
+        ok(&driver, &DriverCall::detach("pv1", "node1")).await;
+    }
+    assert!(node.mounts().is_empty(), "{:?}", node.mounts());
+    assert!(node.loops().is_empty(), "{:?}", node.loops());
+    assert!(!ok(&driver, &DriverCall::is_attached(&spec, "node1")).await.attached);
+    let err = driver.run(&DriverCall::wait_for_attach(&device, &spec)).await.unwrap_err();
+    assert!(err.to_string().contains("not attached"), "{err}");
+
+    // A second pod: attach and mount again; the data is there (no reformat).
+    let device = ok(&driver, &DriverCall::attach(&spec, "node1")).await.device;
+    let device = ok(&driver, &DriverCall::wait_for_attach(&device, &spec)).await.device;
+    ok(&driver, &DriverCall::mount_device(&global_s, &device, &spec)).await;
+    let pod2 = node.pod_dir("uid-2", "kvol/loop", "pv1");
+    let pod2_s = pod2.to_string_lossy().into_owned();
+    ok(&driver, &DriverCall::mount(&pod2_s, &spec, &pod("p2", "uid-2"))).await;
+    assert_eq!(std::fs::read_to_string(pod2.join("data.txt")).unwrap(), "written by pod 1");
+
+    // A read-only pod mount of the same device.
+    let ro_spec = VolumeSpec { read_only: true, ..spec.clone() };
+    let pod3 = node.pod_dir("uid-3", "kvol/loop", "pv1");
+    let pod3_s = pod3.to_string_lossy().into_owned();
+    ok(&driver, &DriverCall::mount(&pod3_s, &ro_spec, &pod("p3", "uid-3"))).await;
+    assert_eq!(std::fs::read_to_string(pod3.join("data.txt")).unwrap(), "written by pod 1");
+    let err = std::fs::write(pod3.join("x"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EROFS), "{err}");
+
+    for dir in [&pod3_s, &pod2_s] {
+        ok(&driver, &DriverCall::unmount(dir)).await;
+    }
+    ok(&driver, &DriverCall::unmount_device(&global_s)).await;
+    ok(&driver, &DriverCall::detach("pv1", "node1")).await;
+    assert!(node.mounts().is_empty() && node.loops().is_empty());
+    assert!(node.pool.join("vol1.img").exists(), "data is never deleted");
+}
+
+#[tokio::test]
+async fn loop_volume_end_to_end_on_ext4() {
+    loop_volume_end_to_end("ext4").await;
+}
+
+#[tokio::test]
+async fn loop_volume_end_to_end_on_xfs() {
+    loop_volume_end_to_end("xfs").await;
+}
+
+#[tokio::test]
+async fn mountdevice_never_reformats_a_volume_with_another_file_system() {
+    if skip_unless("mountdevice_never_reformats", &["losetup", "blkid", "mkfs.ext4"]) {
+        return;
+    }
+    let node = Node::new();
+    let driver = node.install_kvol_flex("kvol", "loop");
+    let ext4 = loop_spec(&node, "pv2", "vol2", "ext4");
+    let device = ok(&driver, &DriverCall::attach(&ext4, "node1")).await.device;
+    let global = node.device_mount_path("kvol/loop", "pv2");
+    let global_s = global.to_string_lossy().into_owned();
+    ok(&driver, &DriverCall::mount_device(&global_s, &device, &ext4)).await;
+    ok(&driver, &DriverCall::unmount_device(&global_s)).await;
+
+    let xfs = VolumeSpec { fs_type: "xfs".into(), ..ext4.clone() };
+    let err = driver.run(&DriverCall::mount_device(&global_s, &device, &xfs)).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("mountdevice command failed, status: Failure, reason: device")
+            && err.to_string().contains("already has a ext4 file system, not xfs"),
+        "{err}"
+    );
+    assert!(node.mounts().is_empty());
+    // Mount before mountdevice: a clear error, nothing created.
+    let pod_dir = node.root.join("pods/u/volumes/kvol~loop/pv2");
+    let err = driver.run(&DriverCall::mount(&pod_dir.to_string_lossy(), &ext4, &pod("p", "u"))).await.unwrap_err();
+    assert!(err.to_string().contains("mountdevice must run before mount"), "{err}");
+    assert!(!pod_dir.exists());
+    ok(&driver, &DriverCall::detach("pv2", "node1")).await;
+}
+
+#[tokio::test]
+async fn loop_errors_name_the_missing_option() {
+    let node = Node::new();
+    let driver = node.install_kvol_flex("kvol", "loop");
+    let spec = VolumeSpec { name: "pv".into(), ..Default::default() };
+    let err = driver.run(&DriverCall::attach(&spec, "node1")).await.unwrap_err();
+    assert_eq!(err.to_string(), "attach command failed, status: Failure, reason: missing option \"volumeID\"");
+    // getvolumename is not implemented: kubelet's default (the spec name) applies, remembered.
+    assert!(driver.run(&DriverCall::get_volume_name(&spec)).await.unwrap_err().is_not_supported());
+    assert_eq!(driver.unsupported_commands(), [Command::GetVolumeName]);
+}
+
+#[tokio::test]
+async fn kvol_flex_nfs_mount_fails_cleanly_without_a_kernel_nfs_client() {
+    if skip_unless("kvol_flex_nfs_mount_fails_cleanly", &["mount"]) {
+        return;
+    }
+    let node = Node::new();
+    let driver = node.install_kvol_flex("k8s", "nfs");
+    let caps = driver.init().await.unwrap();
+    assert!(!caps.attach);
+    let spec = VolumeSpec {
+        name: "test".into(),
+        fs_type: "nfs".into(),
+        read_only: false,
+        options: [("server".to_owned(), "127.0.0.1".to_owned()), ("share".to_owned(), "export".to_owned())].into(),
+    };
+    // The pod dir as kubelet passes it, whether or not it exists yet.
+    for create_first in [false, true] {
+        let pod_dir = node.root.join("pods/uid-1/volumes/k8s~nfs/test");
+        if create_first {
+            std::fs::create_dir_all(&pod_dir).unwrap();
+        }
+        let call = DriverCall::mount(&pod_dir.to_string_lossy(), &spec, &pod("nginx-nfs", "uid-1"));
+        let started = Instant::now();
+        let err = driver.run(&call.timeout(Duration::from_secs(60))).await.unwrap_err();
+        eprintln!("kvol-flex nfs mount: {err} ({:?})", started.elapsed());
+        let text = err.to_string();
+        assert!(matches!(err, Error::Failed { .. }), "{text}");
+        assert!(
+            text.starts_with("mount command failed, status: Failure, reason: mount -t nfs -o rw 127.0.0.1:/export")
+                && text.contains("mount.nfs"),
+            "{text}"
+        );
+        assert!(node.mounts().is_empty());
+        assert_eq!(pod_dir.exists(), create_first, "no directory changes");
+    }
+    // Unmount of a dir that is not mounted succeeds.
+    ok(&driver, &DriverCall::unmount(&node.root.join("nothing").to_string_lossy())).await;
+    assert!(driver.run(&DriverCall::attach(&spec, "n")).await.unwrap_err().is_not_supported());
+}
+
+/// A wrapper that records each call's argv as a JSON array line, then runs the real driver.
+fn recording_wrapper(real: &Path, record: &Path) -> String {
+    format!(
+        "#!/bin/bash\njq -cn '$ARGS.positional' --args \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+        record.display(),
+        real.display()
+    )
+}
+
+#[tokio::test]
+async fn the_seeds_bash_jq_nfs_driver_runs_unchanged_with_kubelets_argv() {
+    if skip_unless("the_seeds_bash_jq_nfs_driver", &["jq", "findmnt", "mount"]) {
+        return;
+    }
+    let node = Node::new();
+    let real = node.tmp.path().join("seed-nfs");
+    std::fs::copy(SEED_NFS, &real).unwrap();
+    std::fs::set_permissions(&real, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let record = node.tmp.path().join("calls.jsonl");
+    node.install_script("k8s~nfs", "nfs", &recording_wrapper(&real, &record));
+    let driver = kvol_flex::Driver::new(&node.plugin_dir, "k8s~nfs");
+    assert_eq!(driver.plugin_name(), "flexvolume-k8s/nfs");
+
+    // The seeds' nginx-nfs pod volume.
+    let spec = VolumeSpec {
+        name: "test".into(),
+        fs_type: "nfs".into(),
+        read_only: false,
+        options: [("server".to_owned(), "172.16.0.25".to_owned()), ("share".to_owned(), "dws_nas_scratch".to_owned())]
+            .into(),
+    };
+    let caps = driver.init().await.unwrap();
+    assert!(!caps.attach && caps.fs_group && !caps.supports_metrics, "{caps:?}: defaults kept");
+
+    let pod_dir = node.pod_dir("3fd57144-7306-4a24-a706-43fdfd32f6ab", "k8s/nfs", "test");
+    let pod_s = pod_dir.to_string_lossy().into_owned();
+    let call = DriverCall::mount(&pod_s, &spec, &pod("nginx-nfs", "3fd57144-7306-4a24-a706-43fdfd32f6ab"));
+    let err = driver.run(&call.clone().timeout(Duration::from_secs(60))).await.unwrap_err();
+    eprintln!("seed nfs driver mount: {err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "mount command failed, status: Failure, reason: Failed to mount 172.16.0.25:dws_nas_scratch at {pod_s}"
+        )
+    );
+    ok(&driver, &DriverCall::unmount(&pod_s)).await;
+    assert!(driver.run(&DriverCall::attach(&spec, "node1")).await.unwrap_err().is_not_supported());
+    assert!(driver.run(&DriverCall::attach(&spec, "node1")).await.unwrap_err().is_not_supported());
+    assert!(node.mounts().is_empty());
+
+    let calls: Vec<Vec<String>> =
+        std::fs::read_to_string(&record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for c in &calls {
+        eprintln!("recorded argv: {c:?}");
+    }
+    assert_eq!(calls.len(), 4, "init, mount, unmount, attach once (then remembered)");
+    assert_eq!(calls[0], ["init"]);
+    assert_eq!(calls[1], call.args());
+    assert_eq!(calls[1][..2], ["mount".to_owned(), pod_s.clone()]);
+    let options: std::collections::BTreeMap<String, String> = serde_json::from_str(&calls[1][2]).unwrap();
+    let keys: Vec<&str> = options.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "kubernetes.io/fsType",
+            "kubernetes.io/pod.name",
+            "kubernetes.io/pod.namespace",
+            "kubernetes.io/pod.uid",
+            "kubernetes.io/pvOrVolumeName",
+            "kubernetes.io/readwrite",
+            "kubernetes.io/serviceAccount.name",
+            "server",
+            "share"
+        ]
+    );
+    assert_eq!(options["kubernetes.io/pod.name"], "nginx-nfs");
+    assert_eq!(options["kubernetes.io/readwrite"], "rw");
+    assert_eq!(calls[2], ["unmount", &pod_s]);
+    assert_eq!(calls[3][0], "attach");
+    assert_eq!(calls[3][2], "node1");
+}
+
+#[test]
+fn install_is_atomic_and_idempotent() {
+    let node = Node::new();
+    let run = || {
+        let out = std::process::Command::new(KVOL_FLEX)
+            .args(["install", "--vendor", "kvol", "--driver", "loop", "--dir"])
+            .arg(&node.plugin_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(out.stderr.is_empty());
+        kvol_flex::DriverStatus::parse(&out.stdout).unwrap().message
+    };
+    let first = run();
+    let exe = node.plugin_dir.join("kvol~loop/loop");
+    assert_eq!(first, format!("installed {}", exe.display()));
+    assert_eq!(run(), format!("{} is already installed", exe.display()));
+    assert_eq!(std::fs::read(&exe).unwrap(), std::fs::read(KVOL_FLEX).unwrap());
+    let names: Vec<_> =
+        std::fs::read_dir(node.plugin_dir.join("kvol~loop")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["loop"], "no temp file left");
+    // Installed under its driver name, the binary serves that driver.
+    let out = std::process::Command::new(&exe).arg("init").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        r#"{"capabilities":{"attach":true,"fsGroup":true,"requiresFSResize":true,"selinuxRelabel":true,"supportsMetrics":true},"status":"Success"}"#
+    );
+    let out = std::process::Command::new(KVOL_FLEX)
+        .args(["install", "--vendor", "kvol", "--driver", "lvm", "--dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown driver \\\"lvm\\\""), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("nproc={nproc}, cpu={cpu}, kernel={}", kernel.trim())
+}
+
+/// Per-call cost of kvol-flex vs the seeds' bash+jq driver, both run through `Driver::run`:
+/// `init`, and `mount`+`unmount` of a bind-style volume. The seed's script is used unchanged
+/// except its one `mount -t nfs` line, which becomes `mount --bind ${SHARE} ${MNTPATH}` (the
+/// share is a local directory) since there is no kernel NFS client here. kvol-flex's `loop`
+/// driver `mount` does more work (it finds the loop device in sysfs and its global mount in
+/// mountinfo before the bind).
+#[tokio::test]
+#[ignore = "benchmark: run with --ignored --nocapture, preferably --release"]
+async fn bench_kvol_flex_vs_seed_bash_driver() {
+    if skip_unless("bench", &["jq", "findmnt", "mount", "losetup", "mkfs.ext4"]) {
+        return;
+    }
+    let n: u32 = std::env::var("BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let node = Node::new();
+
+    // The seed's driver, bind variant.
+    let seed = std::fs::read_to_string(SEED_NFS).unwrap();
+    let nfs_line = "\tmount -t nfs ${NFS_SERVER}:/${SHARE} ${MNTPATH} &> /dev/null\n";
+    assert_eq!(seed.matches(nfs_line).count(), 1);
+    let bind = seed.replace(nfs_line, "\tmount --bind ${SHARE} ${MNTPATH} &> /dev/null\n");
+    node.install_script("k8s~bind", "bind", &bind);
+    let bash = kvol_flex::Driver::new(&node.plugin_dir, "k8s~bind");
+    let share = node.tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let bash_spec = VolumeSpec {
+        name: "test".into(),
+        fs_type: "nfs".into(),
+        read_only: false,
+        options: [
+            ("server".to_owned(), "127.0.0.1".to_owned()),
+            ("share".to_owned(), share.to_string_lossy().into_owned()),
+        ]
+        .into(),
+    };
+
+    // kvol-flex loop: attached and device-mounted once; the benchmark times pod mounts.
+    let kvol = node.install_kvol_flex("kvol", "loop");
+    let loop_spec = loop_spec(&node, "pv1", "vol1", "ext4");
+    let device = ok(&kvol, &DriverCall::attach(&loop_spec, "node1")).await.device;
+    let global = node.device_mount_path("kvol/loop", "pv1");
+    ok(&kvol, &DriverCall::mount_device(&global.to_string_lossy(), &device, &loop_spec)).await;
+
+    // Calls are interleaved (seed, kvol-flex, floor, seed, ...) so both drivers see the same
+    // machine load; medians are reported, means alongside.
+    let floor = kvol_flex::Driver::from_executable("floor/echo", "/bin/echo");
+    let bash_dir = node.pod_dir("uid-b", "k8s/bind", "test");
+    let kvol_dir = node.pod_dir("uid-b", "kvol/loop", "pv1");
+    let bash_dir_s = bash_dir.to_string_lossy().into_owned();
+    let kvol_dir_s = kvol_dir.to_string_lossy().into_owned();
+    let bash_mount = DriverCall::mount(&bash_dir_s, &bash_spec, &pod("bench", "uid-b"));
+    let kvol_mount = DriverCall::mount(&kvol_dir_s, &loop_spec, &pod("bench", "uid-b"));
+    let bash_unmount = DriverCall::unmount(&bash_dir_s);
+    let kvol_unmount = DriverCall::unmount(&kvol_dir_s);
+    async fn timed(driver: &kvol_flex::Driver, call: &DriverCall, must_succeed: bool) -> Duration {
+        let t = Instant::now();
+        let result = driver.run(call).await;
+        let took = t.elapsed();
+        if must_succeed {
+            if let Err(e) = result {
+                panic!("{} {:?}: {e}", driver.executable().display(), call.args());
+            }
+        }
+        took
+    }
+    // Warm up (page cache, jq's first run).
+    for _ in 0..5 {
+        timed(&bash, &DriverCall::init(), true).await;
+        timed(&kvol, &DriverCall::init(), true).await;
+    }
+    let mut samples: [Vec<Duration>; 7] = Default::default();
+    for _ in 0..n {
+        samples[0].push(timed(&floor, &DriverCall::init(), false).await);
+        samples[1].push(timed(&bash, &DriverCall::init(), true).await);
+        samples[2].push(timed(&kvol, &DriverCall::init(), true).await);
+        samples[3].push(timed(&bash, &bash_mount, true).await);
+        samples[4].push(timed(&bash, &bash_unmount, true).await);
+        samples[5].push(timed(&kvol, &kvol_mount, true).await);
+        samples[6].push(timed(&kvol, &kvol_unmount, true).await);
+    }
+    assert_eq!(node.mounts().len(), 1, "only the global mount is left: {:?}", node.mounts());
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mean = |v: &Vec<Duration>| v.iter().sum::<Duration>() / v.len() as u32;
+    let means: Vec<Duration> = samples.iter().map(mean).collect();
+    let medians: Vec<Duration> = samples.iter_mut().map(median).collect();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let ratio = |b: Duration, k: Duration| b.as_secs_f64() / k.as_secs_f64();
+    println!("FlexVolume driver per-call cost, {n} calls each, interleaved, through kvol_flex::Driver::run");
+    println!("machine: {}", machine());
+    println!(
+        "{:<16} {:>16} {:>16} {:>7} | {:>12} {:>12} {:>7}",
+        "call", "seed median", "kvol-flex median", "ratio", "seed mean", "kvol mean", "ratio"
+    );
+    let rows = [("init", 1, 2), ("mount (bind)", 3, 5), ("unmount", 4, 6)];
+    for (name, b, k) in rows {
+        println!(
+            "{name:<16} {:>14.0}us {:>14.0}us {:>6.1}x | {:>10.0}us {:>10.0}us {:>6.1}x",
+            us(medians[b]),
+            us(medians[k]),
+            ratio(medians[b], medians[k]),
+            us(means[b]),
+            us(means[k]),
+            ratio(means[b], means[k])
+        );
+    }
+    let (bm, km) = (medians[3] + medians[4], medians[5] + medians[6]);
+    println!("{:<16} {:>14.0}us {:>14.0}us {:>6.1}x", "mount+unmount", us(bm), us(km), ratio(bm, km));
+    println!(
+        "{:<16} {:>14} {:>14.0}us   (spawn floor: /bin/echo through the same Driver::run)",
+        "spawn only",
+        "",
+        us(medians[0])
+    );
+
+    ok(&kvol, &DriverCall::unmount_device(&global.to_string_lossy())).await;
+    ok(&kvol, &DriverCall::detach("pv1", "node1")).await;
+}

@@ -1,0 +1,174 @@
+//! Test fixtures: a work dir laid out like a node (plugin dir, kubelet root, pool, state dir),
+//! drivers installed into it, skip checks, and a cleanup that unmounts and detaches whatever
+//! a test left behind, even when it fails. On failure the work dir and the mounts under it are
+//! printed.
+
+#![allow(dead_code)] // each test uses part of the helpers
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kvol_flex::{Driver, DriverCall, DriverStatus, VolumeSpec};
+
+/// The binary under test.
+pub const KVOL_FLEX: &str = env!("CARGO_BIN_EXE_kvol-flex");
+
+/// The seeds' bash+jq nfs driver, byte for byte (seed 001, "FlexVolume介绍" §4.2).
+pub const SEED_NFS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed-nfs");
+
+/// Why the test cannot run here, or `None`. Prints a SKIP line when it cannot.
+pub fn skip_unless(test: &str, tools: &[&str]) -> bool {
+    let reason = if !nix::unistd::Uid::effective().is_root() {
+        Some("needs root (mounts and loop devices)".to_owned())
+    } else {
+        tools
+            .iter()
+            .find(|t| which(t).is_none())
+            .map(|t| format!("needs `{t}` (apt-get install the package providing it)"))
+    };
+    if let Some(reason) = &reason {
+        eprintln!("SKIP {test}: {reason}");
+    }
+    reason.is_some()
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// A node in a temp dir.
+pub struct Node {
+    pub tmp: tempfile::TempDir,
+    pub plugin_dir: PathBuf,
+    pub root: PathBuf,
+    pub pool: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Node {
+    pub fn new() -> Self {
+        let tmp = tempfile::Builder::new().prefix("kvol-flex-test.").tempdir().unwrap();
+        let p = tmp.path().to_owned();
+        let node = Node {
+            plugin_dir: p.join("exec"),
+            root: p.join("kubelet"),
+            pool: p.join("pool"),
+            state: p.join("state"),
+            tmp,
+        };
+        std::fs::create_dir_all(&node.plugin_dir).unwrap();
+        node
+    }
+
+    /// Installs kvol-flex as `vendor~driver/driver` with its own install subcommand.
+    pub fn install_kvol_flex(&self, vendor: &str, driver: &str) -> Driver {
+        let out = Command::new(KVOL_FLEX)
+            .args(["install", "--vendor", vendor, "--driver", driver, "--dir"])
+            .arg(&self.plugin_dir)
+            .output()
+            .unwrap();
+        let status = DriverStatus::parse(&out.stdout).unwrap();
+        assert!(out.status.success() && status.status == "Success", "install: {status:?}");
+        Driver::new(&self.plugin_dir, &format!("{vendor}~{driver}")).with_env("KVOL_FLEX_STATE_DIR", &self.state)
+    }
+
+    /// Installs a script as `dir_name/<exe>`.
+    pub fn install_script(&self, dir_name: &str, exe: &str, text: &str) -> PathBuf {
+        let dir = self.plugin_dir.join(dir_name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(exe);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// Kubelet's pod volume dir, created as `prepareForMount` does (mode 0750).
+    pub fn pod_dir(&self, uid: &str, driver: &str, volume: &str) -> PathBuf {
+        let dir = kvol_flex::discovery::pod_volume_dir(&self.root, uid, driver, volume);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Kubelet's global mount dir for the volume, created as `prepareForMount` does.
+    pub fn device_mount_path(&self, driver: &str, volume: &str) -> PathBuf {
+        let dir = kvol_flex::discovery::device_mount_path(&self.root, driver, volume);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Mount points under the work dir, from /proc/self/mountinfo.
+    pub fn mounts(&self) -> Vec<(PathBuf, String)> {
+        mounts_under(self.tmp.path())
+    }
+
+    /// Loop devices backed by files under the work dir.
+    pub fn loops(&self) -> Vec<String> {
+        let out = Command::new("losetup").args(["-n", "-O", "NAME,BACK-FILE", "-l"]).output().unwrap();
+        let prefix = self.tmp.path().to_string_lossy().into_owned();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(n, f)| (n.to_owned(), f.trim().to_owned())))
+            .filter(|(_, f)| f.starts_with(&prefix))
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("work dir: {}", self.tmp.path().display());
+            for (m, fs) in self.mounts() {
+                eprintln!("  left mounted: {} ({fs})", m.display());
+            }
+        }
+        for (m, _) in self.mounts().into_iter().rev() {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        for dev in self.loops() {
+            let _ = Command::new("losetup").args(["-d", &dev]).status();
+        }
+    }
+}
+
+pub fn mounts_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mp = left.split(' ').nth(4)?.replace("\\040", " ");
+            Some((PathBuf::from(mp), right.split(' ').next()?.to_owned()))
+        })
+        .filter(|(mp, _)| mp.starts_with(dir))
+        .collect()
+}
+
+/// Runs a call that must succeed, with the call in the panic message.
+pub async fn ok(driver: &Driver, call: &DriverCall) -> DriverStatus {
+    match driver.run(call).await {
+        Ok(status) => status,
+        Err(e) => panic!("{} {:?}: {e}", driver.executable().display(), call.args()),
+    }
+}
+
+/// A loop volume spec.
+pub fn loop_spec(node: &Node, name: &str, volume_id: &str, fs_type: &str) -> VolumeSpec {
+    VolumeSpec {
+        name: name.into(),
+        fs_type: fs_type.into(),
+        read_only: false,
+        options: [
+            ("volumeID".to_owned(), volume_id.to_owned()),
+            // mkfs.xfs wants at least 300 MiB; the file is sparse.
+            ("size".to_owned(), "320Mi".to_owned()),
+            ("pool".to_owned(), node.pool.to_string_lossy().into_owned()),
+        ]
+        .into(),
+    }
+}
