@@ -17,6 +17,7 @@ have runc || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 have fusermount3 || need+=(fuse3)
 have ip || need+=(iproute2)
+have mount.nfs || need+=(nfs-common)
 /usr/bin/python3 -c 'import kubernetes' 2>/dev/null || need+=(python3-kubernetes)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
