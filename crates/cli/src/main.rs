@@ -2,7 +2,10 @@
 //! land, the controllers and the local node agent) on an embedded store; `kvol apply/get/describe/delete`
 //! talk to any Kubernetes API server, kvol's or a real one.
 
+mod client;
 mod cmd;
+mod manifest;
+mod printers;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,6 +21,23 @@ struct Cli {
 enum Command {
     /// Run the API server with the embedded store.
     Server(cmd::server::Args),
+    /// Create or update objects from files (client-side apply, like `kubectl apply`).
+    Apply(cmd::apply::Args),
+    /// Print objects as kubectl's tables, YAML, JSON or names; `-w` to watch.
+    Get(cmd::get::Args),
+    /// Show an object in detail, with its events, as `kubectl describe` does.
+    Describe(cmd::describe::Args),
+    /// Delete objects by type and name or from files, and wait until they are gone.
+    Delete(cmd::delete::Args),
+}
+
+/// Runs a client command on a small runtime; `Ok(false)` means "printed errors, exit non-zero".
+fn run_client<F>(command: F) -> anyhow::Result<bool>
+where
+    F: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(command)
 }
 
 fn init_tracing() {
@@ -36,10 +56,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Server(args) => cmd::server::run(args),
+        Command::Server(args) => cmd::server::run(args).map(|()| true),
+        Command::Apply(args) => run_client(cmd::apply::run(args)),
+        Command::Get(args) => run_client(cmd::get::run(args)),
+        Command::Describe(args) => run_client(cmd::describe::run(args)),
+        Command::Delete(args) => run_client(cmd::delete::run(args)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -486,7 +486,8 @@ pub fn validate_pvc_spec(spec: &core::PersistentVolumeClaimSpec, path: &FieldPat
     if let Some(sel) = &spec.selector {
         errs.extend(validate_label_selector(sel, &path.child("selector")));
     }
-    let storage_path = path.child("resources").key("requests").key("storage");
+    // kube names this field `spec.resources[storage]` (ValidatePersistentVolumeClaimSpec), not the full path.
+    let storage_path = path.child("resources").key("storage");
     match spec.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")) {
         None => errs.push(FieldError::required(&storage_path, "")),
         Some(q) => errs.extend(positive_quantity(q, &storage_path).0),
@@ -842,12 +843,12 @@ mod tests {
             Case {
                 name: "a claim needs a storage request",
                 object: pvc(with(pvc_spec(), json!({"resources": {}}))),
-                want: vec!["spec.resources[requests][storage]"],
+                want: vec!["spec.resources[storage]"],
             },
             Case {
                 name: "a claim for zero bytes is refused",
                 object: pvc(with(pvc_spec(), json!({"resources": {"requests": {"storage": "0"}}}))),
-                want: vec!["spec.resources[requests][storage]"],
+                want: vec!["spec.resources[storage]"],
             },
             Case {
                 name: "a claim volume mode must be known",

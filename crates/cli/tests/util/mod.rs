@@ -1,0 +1,268 @@
+//! Test harness for the `kvol` binary: each test starts its own `kvol server` (a fresh temp dir and a
+//! free port, so tests run in parallel), runs `kvol` or the real `kubectl` against it, and kills the
+//! server when dropped. Like ripgrep's `tests/util.rs`, a failing command panics with the work dir,
+//! the command line, its status and output, and the tail of the server's log.
+
+#![allow(dead_code)] // Each test binary uses a different subset of the helpers.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root, where `examples/seeds` lives.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// A seed example by its file-name prefix (`004-02`).
+pub fn seed(prefix: &str) -> PathBuf {
+    let dir = workspace_root().join("examples/seeds");
+    let mut matches: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/seeds")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{prefix}-"))))
+        .collect();
+    assert_eq!(matches.len(), 1, "exactly one seed example named {prefix}-*: {matches:?}");
+    matches.pop().expect("one match")
+}
+
+/// The path of the real kubectl, or None (tests using it then skip with a message).
+pub fn kubectl() -> Option<PathBuf> {
+    let path = PathBuf::from("/usr/bin/kubectl");
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("SKIPPED: /usr/bin/kubectl is not installed; kubectl end-to-end checks not run");
+        None
+    }
+}
+
+/// A running `kvol server` in its own directory.
+pub struct Server {
+    dir: tempfile::TempDir,
+    child: Child,
+    /// The HTTPS address.
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts a server and waits until its kubeconfig appears (the server's "ready" signal).
+    pub fn start() -> Server {
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let dir = tempfile::Builder::new().prefix("kvol-cli-test-").tempdir().expect("temp dir");
+            let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+            let addr = format!("127.0.0.1:{port}");
+            let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+            let child = Command::new(env!("CARGO_BIN_EXE_kvol"))
+                .args(["server", "--data-dir"])
+                .arg(dir.path())
+                .args(["--listen", &addr])
+                .env("KVOL_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log fd"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn kvol server");
+            let mut server = Server { dir, child, addr };
+            match server.wait_ready(Duration::from_secs(30)) {
+                Ok(()) => return server,
+                Err(log) => last_log = log, // e.g. the port was taken in between: try another.
+            }
+        }
+        panic!("kvol server did not become ready; last log:\n{last_log}");
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        let kubeconfig = self.kubeconfig();
+        while start.elapsed() < timeout {
+            if kubeconfig.exists() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("server exited with {status}:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("no kubeconfig after {timeout:?}:\n{}", self.log()))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<dir>/kubeconfig`.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `kvol ARGS` against this server (found through `KVOL_DATA_DIR`), run from the workspace root.
+    pub fn kvol(&self, args: &[&str]) -> TestCommand<'_> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvol"));
+        cmd.args(args).current_dir(workspace_root()).env("KVOL_DATA_DIR", self.dir.path()).env_remove("KUBECONFIG");
+        TestCommand { server: self, cmd }
+    }
+
+    /// The real `kubectl ARGS` against this server, or None when kubectl is not installed.
+    pub fn kubectl(&self, args: &[&str]) -> Option<TestCommand<'_>> {
+        let path = kubectl()?;
+        let mut cmd = Command::new(path);
+        cmd.args(args).current_dir(workspace_root()).env("KUBECONFIG", self.kubeconfig());
+        Some(TestCommand { server: self, cmd })
+    }
+
+    /// Writes a file in the work dir and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A command about to run against a test server.
+pub struct TestCommand<'a> {
+    server: &'a Server,
+    cmd: Command,
+}
+
+/// A finished command.
+pub struct Run {
+    /// Exit status was zero.
+    pub success: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl<'a> TestCommand<'a> {
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// The underlying command (for spawning).
+    pub fn into_command(self) -> Command {
+        self.cmd
+    }
+
+    fn output(&mut self) -> Output {
+        self.cmd.stdin(Stdio::null());
+        self.cmd.output().unwrap_or_else(|e| panic!("running {:?}: {e}", self.cmd))
+    }
+
+    fn report(&self, out: &Output, expectation: &str) -> String {
+        let log = self.server.log();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        format!(
+            "\n\n==========\n{expectation}\nwork dir: {}\ncommand: {:?}\nstatus: {}\n\nstdout:\n{}\n\nstderr:\n{}\n\nserver log (tail):\n{}\n==========\n",
+            self.server.dir().display(),
+            self.cmd,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail.join("\n"),
+        )
+    }
+
+    /// Runs whatever the outcome.
+    pub fn run(mut self) -> Run {
+        let out = self.output();
+        Run {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs, expects success, returns stdout.
+    pub fn stdout(mut self) -> String {
+        let out = self.output();
+        if !out.status.success() {
+            panic!("{}", self.report(&out, "expected the command to succeed"));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs, expects failure, returns the whole run.
+    pub fn fails(mut self) -> Run {
+        let out = self.output();
+        if out.status.success() {
+            panic!("{}", self.report(&out, "expected the command to fail"));
+        }
+        Run {
+            success: false,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Replaces every age-like token (`0s`, `3m2s`, `5d`) with `<age>` padded to the same width, so
+/// tables compare exactly while their alignment is still checked.
+pub fn mask_ages(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let mut out = String::new();
+            let mut rest = line;
+            while !rest.is_empty() {
+                let start = rest.find(|c: char| !c.is_whitespace()).unwrap_or(rest.len());
+                out.push_str(&rest[..start]);
+                rest = &rest[start..];
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                let token = &rest[..end];
+                if is_age(token) {
+                    out.push_str("<age>");
+                    let spaces = rest[end..].find(|c: char| !c.is_whitespace()).unwrap_or(rest.len() - end);
+                    let total = token.len() + spaces;
+                    if end + spaces < rest.len() {
+                        out.push_str(&" ".repeat(total.saturating_sub(5).max(1)));
+                    }
+                    rest = &rest[end + spaces..];
+                } else {
+                    out.push_str(token);
+                    rest = &rest[end..];
+                }
+            }
+            out + "\n"
+        })
+        .collect()
+}
+
+fn is_age(token: &str) -> bool {
+    let mut saw_digit = false;
+    let mut saw_unit = false;
+    for c in token.chars() {
+        if c.is_ascii_digit() {
+            saw_digit = true;
+        } else if "smhdy".contains(c) && saw_digit {
+            saw_unit = true;
+            saw_digit = false;
+        } else {
+            return false;
+        }
+    }
+    saw_unit && !saw_digit
+}
