@@ -82,7 +82,8 @@ pub fn graceful_deletion_seconds<T: ApiObject>(_resource: &Resource, obj: &T, re
         return None;
     }
     let grace = requested.or(spec.termination_grace_period_seconds).unwrap_or(30);
-    (grace > 0).then_some(grace)
+    // A negative period means the shortest graceful one, as kube's pod strategy (`CheckGracefulDelete`) has it.
+    (grace != 0).then_some(grace.max(1))
 }
 
 /// The namespaces every cluster needs; kube-apiserver refuses to delete them.

@@ -5,6 +5,7 @@
 //!   (or a PV one of those pods claims) refers to them.
 //! - It may write only its own Node and CSINode, the status of pods bound to it, those pods' final deletion,
 //!   and Events.
+//!
 //! Everything else is refused with RBAC's wording, so clients print the same `Error from server (Forbidden)`.
 
 use crate::auth::User;
@@ -182,7 +183,7 @@ fn referenced_by_node(state: &ApiState, node: &str, kind: &str, namespace: &str,
     Ok(false)
 }
 
-fn strings<'v>(v: &'v Value) -> impl Iterator<Item = &'v Value> {
+fn strings(v: &Value) -> impl Iterator<Item = &Value> {
     v.as_array().into_iter().flatten()
 }
 

@@ -51,6 +51,7 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiE
                 ApiError::bad_request(format!("the body of the request could not be decoded as YAML: {e}"))
             })
         }
+        crate::protobuf::CONTENT_TYPE => crate::protobuf::decode_body(body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -95,8 +96,10 @@ pub fn decode_typed<T: DeserializeOwned + serde::Serialize>(
     }
     let original = value.clone();
     let typed: T = serde_json::from_value(value).map_err(|e| {
+        // serde_json's errors from a `Value` carry no position: name the field as kube-apiserver does.
+        let at = failing_field::<T>(&original).map(|f| format!(" (field {f})")).unwrap_or_default();
         ApiError::bad_request(format!(
-            "{} in version {:?} cannot be handled as a {}: {e}",
+            "{} in version {:?} cannot be handled as a {}: {e}{at}",
             resource.kind, resource.version, resource.kind
         ))
     })?;
@@ -104,6 +107,88 @@ pub fn decode_typed<T: DeserializeOwned + serde::Serialize>(
     let mut unknown = Vec::new();
     unknown_fields(&original, &known, "", &mut unknown);
     Ok((typed, unknown))
+}
+
+/// The field that makes `value` fail to decode as `T`: the deepest path whose removal lets it decode (every
+/// k8s-openapi field may be absent). Only run on the error path, and bounded (about 32 MiB of trial decodes)
+/// so a huge body stays cheap to refuse.
+fn failing_field<T: DeserializeOwned>(value: &Value) -> Option<String> {
+    const BUDGET_BYTES: usize = 32 << 20;
+    let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len()).max(1);
+    let max_trials = (BUDGET_BYTES / size).min(256);
+    let mut trials = 0;
+    let mut path: Vec<PathStep> = Vec::new();
+    loop {
+        let node = path.iter().try_fold(value, |v, step| match step {
+            PathStep::Key(k) => v.get(k.as_str()),
+            PathStep::Index(i) => v.get(*i),
+        })?;
+        let children: Vec<PathStep> = match node {
+            Value::Object(m) => m.keys().map(|k| PathStep::Key(k.clone())).collect(),
+            Value::Array(a) => (0..a.len()).map(PathStep::Index).collect(),
+            _ => break,
+        };
+        let mut culprit = None;
+        for child in children {
+            trials += 1;
+            if trials > max_trials {
+                break;
+            }
+            let mut trial = value.clone();
+            remove_at(&mut trial, &path, &child);
+            if serde_json::from_value::<T>(trial).is_ok() {
+                culprit = Some(child);
+                break;
+            }
+        }
+        match culprit {
+            Some(c) => path.push(c),
+            None => break,
+        }
+    }
+    if path.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    for step in &path {
+        match step {
+            PathStep::Key(k) if out.is_empty() => out.push_str(k),
+            PathStep::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            PathStep::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    Some(out)
+}
+
+enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+fn remove_at(value: &mut Value, parent: &[PathStep], child: &PathStep) {
+    let mut at = value;
+    for step in parent {
+        let next = match step {
+            PathStep::Key(k) => at.get_mut(k.as_str()),
+            PathStep::Index(i) => at.get_mut(*i),
+        };
+        match next {
+            Some(v) => at = v,
+            None => return,
+        }
+    }
+    match (at, child) {
+        (Value::Object(m), PathStep::Key(k)) => {
+            m.remove(k);
+        }
+        (Value::Array(a), PathStep::Index(i)) if *i < a.len() => {
+            a.remove(*i);
+        }
+        _ => {}
+    }
 }
 
 /// Paths present in `input` but absent from `known` (the input re-encoded through the typed object). Nulls
@@ -183,6 +268,8 @@ pub enum Output {
     Json,
     /// A `meta.k8s.io/v1` Table (kubectl's server-side printing).
     Table,
+    /// `meta.k8s.io/v1` PartialObjectMetadata (or its List): metadata only, for metadata informers.
+    Metadata,
 }
 
 /// Pick the response form from an `Accept` header: the first acceptable entry wins, as kube-apiserver does.
@@ -199,11 +286,22 @@ pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
             {
                 return Ok(Output::Table)
             }
+            (
+                "application/json" | "*/*" | "application/*",
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+            ) if get("g") == Some("meta.k8s.io") && matches!(get("v"), Some("v1") | Some("v1beta1")) => {
+                return Ok(Output::Metadata)
+            }
             ("application/json" | "*/*" | "application/*", None) => return Ok(Output::Json),
             _ => continue,
         }
     }
     Err(ApiError::not_acceptable(accept))
+}
+
+/// The `PartialObjectMetadata` form of an object: its metadata only.
+pub fn partial_object_metadata(obj: &Value) -> Value {
+    serde_json::json!({ "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": obj["metadata"] })
 }
 
 #[cfg(test)]
@@ -246,6 +344,17 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_type_is_reported_with_its_field_path() {
+        let body = serde_json::json!({"kind": "PersistentVolume", "metadata": {"name": "a"}, "spec": {"capacity": 5}});
+        let e = decode_typed::<PersistentVolume>(pv_resource(), body).unwrap_err();
+        assert!(e.message.ends_with("expected a map (field spec.capacity)"), "{}", e.message);
+        let pod = kvol_api::resources::by_kind("v1", "Pod").unwrap();
+        let body = serde_json::json!({"kind": "Pod", "spec": {"containers": [{"name": "c"}, {"name": "d", "ports": [{"containerPort": "x"}]}]}});
+        let e = decode_typed::<k8s_openapi::api::core::v1::Pod>(pod, body).unwrap_err();
+        assert!(e.message.ends_with("(field spec.containers[1].ports[0].containerPort)"), "{}", e.message);
+    }
+
+    #[test]
     fn refuses_wrong_types_and_kinds() {
         let wrong_type = serde_json::json!({"kind": "PersistentVolume", "metadata": {"name": 5}});
         let e = decode_typed::<PersistentVolume>(pv_resource(), wrong_type).unwrap_err();
@@ -267,5 +376,16 @@ mod tests {
         assert_eq!(negotiate(None).unwrap(), Output::Json);
         assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf, application/json")).unwrap(), Output::Json);
         assert!(negotiate(Some("application/vnd.kubernetes.protobuf")).is_err());
+        let metadata = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+        assert_eq!(negotiate(Some(metadata)).unwrap(), Output::Metadata);
+    }
+
+    #[test]
+    fn keeps_only_metadata_for_partial_objects() {
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 1}});
+        assert_eq!(
+            partial_object_metadata(&obj),
+            serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": "a"}})
+        );
     }
 }

@@ -144,25 +144,38 @@ pub fn list(
 ) -> Result<Vec<u8>, ApiError> {
     let prefix = resource.namespace_prefix(namespace);
     let mut start_after = None;
+    let mut snapshot = None;
+    let too_old = || {
+        ApiError::gone(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        )
+    };
     if let Some(token) = options.continue_token.as_deref().filter(|t| !t.is_empty()) {
         let t = decode_continue(token)?;
         if t.rv < state.store.compacted_revision() {
-            return Err(ApiError::gone(
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-            ));
+            return Err(too_old());
         }
         start_after = Some(format!("{prefix}{}", t.start));
+        snapshot = Some(t.rv);
     }
     // With selectors, pages are counted after filtering: read everything past the start, then cut.
     let range_limit = if options.filters() { None } else { options.limit };
-    let range = state
-        .store
-        .range(&prefix, &RangeOptions { start_after, limit: range_limit })
-        .map_err(|e| store_error(resource, "", e))?;
+    let range_options = RangeOptions { start_after, limit: range_limit };
+    // Later pages are read at the first page's revision, as kube-apiserver does: one consistent list.
+    let range = match snapshot {
+        Some(rv) => state.store.range_at(&prefix, &range_options, rv).map_err(|e| match e {
+            kvol_store::Error::Compacted { .. } => too_old(),
+            kvol_store::Error::FutureRevision { .. } => {
+                ApiError::bad_request("continue key is not valid: its resource version is in the future")
+            }
+            other => store_error(resource, "", other),
+        })?,
+        None => state.store.range(&prefix, &range_options).map_err(|e| store_error(resource, "", e))?,
+    };
     let revision = range.revision.max(1);
     let mut chosen: Vec<&KeyValue> = Vec::with_capacity(range.kvs.len());
     let mut decoded: Vec<Value> = Vec::new();
-    let need_values = options.filters() || output == Output::Table;
+    let need_values = options.filters() || output != Output::Json;
     let mut remaining = range.remaining;
     for kv in &range.kvs {
         if need_values {
@@ -191,6 +204,11 @@ pub fn list(
         let mut table = crate::table::table(resource.kind, &decoded, jiff::Timestamp::now(), include_object);
         table["metadata"] = metadata;
         return serde_json::to_vec(&table).map_err(|e| ApiError::internal(e.to_string()));
+    }
+    if output == Output::Metadata {
+        let items: Vec<Value> = decoded.iter().map(crate::codec::partial_object_metadata).collect();
+        let list = json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items });
+        return serde_json::to_vec(&list).map_err(|e| ApiError::internal(e.to_string()));
     }
     // Assemble the list by splicing stored bytes: no per-object decode on the common path.
     let head = json!({ "kind": resource.list_kind(), "apiVersion": resource.api_version(), "metadata": metadata });

@@ -126,6 +126,10 @@ pub async fn create<T: ApiObject>(
     opts: WriteOptions,
 ) -> Result<Written, ApiError> {
     let (mut obj, warnings) = decode_body::<T>(resource, body, &opts)?;
+    if obj.metadata().resource_version.as_deref().is_some_and(|rv| !rv.is_empty()) {
+        // kube-apiserver's storage refuses this (storage.ErrResourceVersionSetOnCreate).
+        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    }
     {
         let meta = obj.metadata_mut();
         if resource.namespaced {
@@ -198,10 +202,23 @@ pub async fn update<T: ApiObject>(
 ) -> Result<Written, ApiError> {
     let (obj, warnings) = decode_body::<T>(resource, body, &opts)?;
     let key = resource.key(namespace, name);
-    let current = state.store.get(&key).map_err(|e| store_error(resource, name, e))?;
-    let Some(current) = current else { return Err(ApiError::not_found(resource, name)) };
-    let written = write_update(state, resource, namespace, name, obj, &current, part, opts, true).await?;
-    Ok(Written { warnings, ..written })
+    // Without a resourceVersion the update is unconditional: a race lost to another write is retried.
+    let pinned = obj.metadata().resource_version.as_deref().is_some_and(|rv| !rv.is_empty());
+    for _attempt in 0..CONFLICT_RETRIES {
+        let current = state.store.get(&key).map_err(|e| store_error(resource, name, e))?;
+        let Some(current) = current else { return Err(ApiError::not_found(resource, name)) };
+        match write_update(state, resource, namespace, name, obj.clone(), &current, part, opts, true).await {
+            Err(e) if !pinned && lost_race(&e) => continue,
+            Ok(written) => return Ok(Written { warnings, ..written }),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(resource, name))
+}
+
+/// Whether a write failed only because another write changed the object first (not a precondition).
+fn lost_race(e: &ApiError) -> bool {
+    e.reason == "Conflict" && e.message.contains("has been modified")
 }
 
 /// The shared tail of update and patch: merge with the stored object, validate, and write guarded by the
@@ -364,7 +381,7 @@ pub async fn patch<T: ApiObject>(
     opts: WriteOptions,
 ) -> Result<Written, ApiError> {
     let key = resource.key(namespace, name);
-    for _attempt in 0..8 {
+    for _attempt in 0..CONFLICT_RETRIES {
         let current = state.store.get(&key).map_err(|e| store_error(resource, name, e))?;
         let Some(current) = current else { return Err(ApiError::not_found(resource, name)) };
         let original: Value = serde_json::from_slice(&answer(&current))
@@ -379,13 +396,18 @@ pub async fn patch<T: ApiObject>(
         let pinned = patched["metadata"]["resourceVersion"] != original["metadata"]["resourceVersion"];
         let (obj, warnings) = decode_body::<T>(resource, patched, &opts)?;
         match write_update(state, resource, namespace, name, obj, &current, part, opts, true).await {
-            Err(e) if e.reason == "Conflict" && !pinned && e.message.contains("has been modified") => continue,
+            Err(e) if !pinned && lost_race(&e) => continue,
             Ok(w) => return Ok(Written { warnings, ..w }),
             Err(e) => return Err(e),
         }
     }
     Err(ApiError::conflict(resource, name))
 }
+
+/// How often an unconditional patch or delete re-reads and retries after losing a race to another write.
+/// kube-apiserver's `GuaranteedUpdate` retries without a limit; every lost race means another write landed,
+/// so the bound is only a guard against a livelock bug, never reached by honest contention.
+const CONFLICT_RETRIES: usize = 1000;
 
 /// `DeleteOptions` fields the server honours.
 #[derive(Debug, Clone, Default)]
@@ -401,12 +423,18 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
-    /// Read DeleteOptions from a request body (may be empty) and query parameters.
-    pub fn parse(body: &[u8], query_grace: Option<i64>, dry_run: bool) -> Result<Self, ApiError> {
+    /// Read DeleteOptions from a request body (may be empty; JSON, YAML or protobuf by its content type)
+    /// and query parameters.
+    pub fn parse(
+        content_type: Option<&str>,
+        body: &[u8],
+        query_grace: Option<i64>,
+        dry_run: bool,
+    ) -> Result<Self, ApiError> {
         let mut o = DeleteOptions { grace_period_seconds: query_grace, dry_run, ..Default::default() };
         if body.iter().any(|b| !b.is_ascii_whitespace()) {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("DeleteOptions could not be decoded: {e}")))?;
+            let v = crate::codec::parse_body(content_type, body)
+                .map_err(|e| ApiError::bad_request(format!("DeleteOptions could not be decoded: {}", e.message)))?;
             if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
                 o.grace_period_seconds = Some(g);
             }
@@ -430,7 +458,7 @@ pub async fn delete<T: ApiObject>(
     options: DeleteOptions,
 ) -> Result<Written, ApiError> {
     let key = resource.key(namespace, name);
-    for _attempt in 0..8 {
+    for _attempt in 0..CONFLICT_RETRIES {
         let Some(current) = state.store.get(&key).map_err(|e| store_error(resource, name, e))? else {
             return Err(ApiError::not_found(resource, name));
         };

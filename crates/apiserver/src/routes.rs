@@ -3,6 +3,7 @@
 //! registry calls. Parsing paths by hand keeps the namespace/`namespaces` ambiguity in one readable place.
 
 use crate::auth::{bearer, Transport, User};
+use crate::authz::{authorize, Attributes, Verb};
 use crate::codec::{negotiate, parse_body, FieldValidation, Output, MAX_BODY_BYTES};
 use crate::patch::PatchType;
 use crate::read::{check_field_selector, ListOptions};
@@ -105,8 +106,9 @@ fn query_map(query: Option<&str>) -> HashMap<String, String> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
 }
 
+/// A boolean query parameter, read as Go's `strconv.ParseBool` reads it (clients send `true`, `True`, `1`).
 fn is_true(v: Option<&String>) -> bool {
-    matches!(v.map(String::as_str), Some("true") | Some("1"))
+    matches!(v.map(String::as_str), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
 }
 
 /// Answer one request (after the connection's transport is known).
@@ -130,7 +132,7 @@ pub async fn handle(state: ApiState, transport: Transport, req: Request<Body>) -
     response
 }
 
-async fn serve(state: &ApiState, _user: &User, req: Request<Body>) -> Result<Response, ApiError> {
+async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -207,6 +209,51 @@ async fn serve(state: &ApiState, _user: &User, req: Request<Body>) -> Result<Res
     };
     let content_type = header(header::CONTENT_TYPE);
     let accept = header(header::ACCEPT);
+    let verb = match (&parts.method, target.name.is_some()) {
+        (&Method::GET, true) => Verb::Get,
+        (&Method::GET, false) if is_true(query.get("watch")) => Verb::Watch,
+        (&Method::GET, false) => Verb::List,
+        (&Method::POST, false) => Verb::Create,
+        (&Method::PUT, true) => Verb::Update,
+        (&Method::PATCH, true) => Verb::Patch,
+        (&Method::DELETE, true) => Verb::Delete,
+        (&Method::DELETE, false) => Verb::DeleteCollection,
+        (m, _) => return Err(ApiError::method_not_allowed(m.as_str(), &path)),
+    };
+    // A list or watch narrowed to one object by `metadata.name=` is about that object (kubelet watches
+    // single Secrets and ConfigMaps this way).
+    let selected_name = query.get("fieldSelector").and_then(|f| {
+        let s = Selector::parse_fields(f).ok()?;
+        match s.requirements.as_slice() {
+            [r] if r.key == "metadata.name" => match &r.op {
+                kvol_api::selector::Op::In(v) if v.len() == 1 => Some(v[0].clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    });
+    let mut body = Some(body);
+    let mut created: Option<(Bytes, Value)> = None;
+    let mut attributes = Attributes {
+        verb,
+        resource,
+        subresource: target.subresource.as_deref(),
+        namespace: ns,
+        name: target.name.as_deref().or(selected_name.as_deref()),
+    };
+    if verb == Verb::Create {
+        // A create is authorized by the name in its body (NodeRestriction: a node creates only itself).
+        let limited = http_body_util::Limited::new(body.take().unwrap_or_default(), MAX_BODY_BYTES);
+        let bytes = limited.collect().await.map(|c| c.to_bytes()).map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+        let value = parse_body(content_type.as_deref(), &bytes)?;
+        created = Some((bytes, value));
+    }
+    let create_name = created.as_ref().and_then(|(_, v)| v["metadata"]["name"].as_str().map(str::to_string));
+    if create_name.is_some() {
+        attributes.name = create_name.as_deref();
+    }
+    authorize(state, user, &attributes)?;
+    let body = body.unwrap_or_default();
     let read_body = || async {
         let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
         limited.collect().await.map(|c| c.to_bytes()).map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
@@ -239,6 +286,8 @@ async fn serve(state: &ApiState, _user: &User, req: Request<Body>) -> Result<Res
                 let timeout = query
                     .get("timeoutSeconds")
                     .and_then(|t| t.parse::<u64>().ok())
+                    // 0 means "not given", as in kube-apiserver.
+                    .filter(|t| *t > 0)
                     .map(Duration::from_secs)
                     .unwrap_or(state.watch_timeout);
                 options.limit = None;
@@ -263,6 +312,10 @@ async fn serve(state: &ApiState, _user: &User, req: Request<Body>) -> Result<Res
             let output = negotiate(accept.as_deref())?;
             let kv = crate::read::get(state, resource, ns, name)?;
             let body = registry::answer(&kv);
+            if output == Output::Metadata {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+                return Ok(value_response(&crate::codec::partial_object_metadata(&v)));
+            }
             if output == Output::Table {
                 let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::internal(e.to_string()))?;
                 let mut table = crate::table::table(resource.kind, &[v], jiff::Timestamp::now(), include_object);
@@ -272,8 +325,7 @@ async fn serve(state: &ApiState, _user: &User, req: Request<Body>) -> Result<Res
             Ok(json_response(200, body))
         }
         (Method::POST, None) => {
-            let bytes = read_body().await?;
-            let value = parse_body(content_type.as_deref(), &bytes)?;
+            let (_, value) = created.ok_or_else(|| ApiError::internal("create body not read"))?;
             let opts = write_options()?;
             let w = dispatch!(
                 resource.kind,
@@ -308,7 +360,12 @@ async fn serve(state: &ApiState, _user: &User, req: Request<Body>) -> Result<Res
         (Method::DELETE, Some(name)) if part == Part::Main => {
             let bytes = read_body().await?;
             let grace = query.get("gracePeriodSeconds").and_then(|g| g.parse().ok());
-            let options = DeleteOptions::parse(&bytes, grace, query.get("dryRun").is_some_and(|d| d == "All"))?;
+            let options = DeleteOptions::parse(
+                content_type.as_deref(),
+                &bytes,
+                grace,
+                query.get("dryRun").is_some_and(|d| d == "All"),
+            )?;
             let w = dispatch!(
                 resource.kind,
                 registry::delete(state, resource, ns, name, options),
@@ -319,7 +376,12 @@ async fn serve(state: &ApiState, _user: &User, req: Request<Body>) -> Result<Res
         (Method::DELETE, None) => {
             let bytes = read_body().await?;
             let grace = query.get("gracePeriodSeconds").and_then(|g| g.parse().ok());
-            let options = DeleteOptions::parse(&bytes, grace, query.get("dryRun").is_some_and(|d| d == "All"))?;
+            let options = DeleteOptions::parse(
+                content_type.as_deref(),
+                &bytes,
+                grace,
+                query.get("dryRun").is_some_and(|d| d == "All"),
+            )?;
             let list_options = ListOptions {
                 labels: Selector::parse_labels(query.get("labelSelector").map_or("", String::as_str))
                     .map_err(|e| ApiError::bad_request(e.to_string()))?,

@@ -180,10 +180,11 @@ impl Server {
         let dir_err = |source| ServerError::DataDir { path: dir.clone(), source };
         std::fs::create_dir_all(dir).map_err(dir_err)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+        // The store first: its lock keeps a second server on this directory from touching anything below.
+        let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(dir.join("kvol.db"), config.store.clone())?);
         let kubeconfig = config.kubeconfig_path();
         // Not ready yet: a kubeconfig left by an earlier run must not announce this one.
         let _ = std::fs::remove_file(&kubeconfig);
-        let store: Arc<SqliteStore> = Arc::new(SqliteStore::open(dir.join("kvol.db"), config.store.clone())?);
         let (tokens, admin_token) = Tokens::load_or_create(&dir.join("tokens.csv"))?;
         let pki = crate::tls::load_or_create(&dir.join("pki"), &hosts_for(&config.listen))?;
         let tls = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&pki)?);

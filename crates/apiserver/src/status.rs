@@ -119,6 +119,18 @@ impl ApiError {
         Self::new(410, "Expired", message)
     }
 
+    /// 504 Timeout for a watch from a revision the store has not reached, as kube-apiserver's
+    /// `NewTooLargeResourceVersionError` (client-go relists on its `ResourceVersionTooLarge` cause).
+    pub fn too_large_resource_version(requested: i64, current: i64) -> Self {
+        let mut e =
+            Self::new(504, "Timeout", format!("Timeout: Too large resource version: {requested}, current: {current}"));
+        e.details = Some(json!({
+            "causes": [{ "reason": "ResourceVersionTooLarge", "message": "Too large resource version" }],
+            "retryAfterSeconds": 1,
+        }));
+        e
+    }
+
     /// 413 for an oversized body.
     pub fn too_large(limit: usize) -> Self {
         Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
@@ -135,7 +147,9 @@ impl ApiError {
             .iter()
             .map(|e| json!({ "reason": e.error_type.reason(), "message": e.body(), "field": e.field }))
             .collect();
-        let mut e = Self::new(422, "Invalid", invalid_message(kind, name, errors));
+        // kube-apiserver names the kind with its group: `StorageClass.storage.k8s.io "fast" is invalid`.
+        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let mut e = Self::new(422, "Invalid", invalid_message(&qualified_kind, name, errors));
         e.details = Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes }));
         e
     }

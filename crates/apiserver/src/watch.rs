@@ -51,7 +51,7 @@ impl Encoder {
         let kind = self.resource.kind;
         let (event_type, object) = match event.event_type {
             EventType::Delete => {
-                let v = if filters || self.output == Output::Table { Some(Self::decode(&event.kv)?) } else { None };
+                let v = if filters || self.output != Output::Json { Some(Self::decode(&event.kv)?) } else { None };
                 if filters && !selected(kind, v.as_ref()?, &self.options) {
                     return None;
                 }
@@ -60,8 +60,12 @@ impl Encoder {
             EventType::Put if !filters => ("", None),
             EventType::Put => {
                 let now = Self::decode(&event.kv)?;
-                let before =
-                    event.prev.as_ref().and_then(Self::decode).is_some_and(|p| selected(kind, &p, &self.options));
+                // A previous entry whose value is unknown (compacted before a restart) may have been selected:
+                // better a DELETED the client can ignore than a departure it never hears of.
+                let before = event
+                    .prev
+                    .as_ref()
+                    .is_some_and(|p| Self::decode(p).is_none_or(|p| selected(kind, &p, &self.options)));
                 match (before, selected(kind, &now, &self.options)) {
                     (false, false) => return None,
                     (false, true) => ("ADDED", Some(now)),
@@ -96,6 +100,12 @@ impl Encoder {
             self.sent_columns = true;
             table["metadata"] = json!({ "resourceVersion": kv.mod_revision.to_string() });
             serde_json::to_writer(&mut out, &table).ok()?;
+        } else if self.output == Output::Metadata {
+            let obj = match object {
+                Some(o) => o,
+                None => Self::decode(kv)?,
+            };
+            serde_json::to_writer(&mut out, &crate::codec::partial_object_metadata(&obj)).ok()?;
         } else {
             match object {
                 Some(o) => serde_json::to_writer(&mut out, &o).ok()?,
@@ -177,6 +187,10 @@ pub fn start(
                 let _ = tx.send(error_line(&e)).await;
                 return;
             }
+            Err(kvol_store::Error::FutureRevision { requested, current }) => {
+                let _ = tx.send(error_line(&ApiError::too_large_resource_version(requested, current))).await;
+                return;
+            }
             Err(e) => {
                 let _ = tx.send(error_line(&ApiError::internal(e.to_string()))).await;
                 return;
@@ -224,12 +238,24 @@ async fn run(
                 // Every event up to the store's revision is already in this watcher's channel: drain it
                 // without waiting, then the bookmark may claim that revision.
                 let revision = store.current_revision();
-                while let Some(Some(Ok(e))) = watcher.next().now_or_never() {
-                    last_sent = e.revision();
-                    if let Some(line) = encoder.line(&e) {
-                        if tx.send(Bytes::from(line)).await.is_err() {
+                loop {
+                    match watcher.next().now_or_never() {
+                        Some(Some(Ok(e))) => {
+                            last_sent = e.revision();
+                            if let Some(line) = encoder.line(&e) {
+                                if tx.send(Bytes::from(line)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        // Fell behind: the bookmark must not claim events this watch never sent.
+                        Some(Some(Err(e))) => {
+                            let err = ApiError::gone(format!("watch closed: {e}; too old resource version, please relist"));
+                            let _ = tx.send(error_line(&err)).await;
                             return;
                         }
+                        Some(None) => return,
+                        None => break,
                     }
                 }
                 let revision = revision.max(last_sent);

@@ -29,6 +29,11 @@ pub trait Store: Send + Sync {
     /// The keys under `prefix` (sorted), with the revision the read reflects.
     fn range(&self, prefix: &str, options: &RangeOptions) -> Result<RangeResult>;
 
+    /// [`Store::range`] as the keys were at an earlier `revision` (etcd's `RangeRequest.revision`), so that a
+    /// list read in pages is one consistent snapshot. Fails with [`Error::Compacted`] when that state can no
+    /// longer be rebuilt, and [`Error::FutureRevision`] for a revision not reached yet.
+    fn range_at(&self, prefix: &str, options: &RangeOptions, revision: i64) -> Result<RangeResult>;
+
     /// Write `value` at `key` if `precondition` holds; resolves once the write is durable.
     fn put(&self, key: String, value: bytes::Bytes, precondition: Precondition)
         -> BoxFuture<'static, Result<KeyValue>>;

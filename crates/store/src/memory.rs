@@ -38,6 +38,48 @@ impl State {
         RangeResult { kvs, revision: self.revision, remaining: iter.count() }
     }
 
+    /// `range` as of `revision`: the current entries with every later change under `prefix` undone from the
+    /// history (each key's first change after `revision` carries the entry it replaced).
+    pub fn range_at(&self, prefix: &str, options: &RangeOptions, revision: i64) -> Result<RangeResult> {
+        if revision > self.revision {
+            return Err(Error::FutureRevision { requested: revision, current: self.revision });
+        }
+        if revision == self.revision {
+            return Ok(self.range(prefix, options));
+        }
+        if revision < self.compacted {
+            return Err(Error::Compacted { requested: revision, compacted: self.compacted });
+        }
+        let gone = || Error::Compacted { requested: revision, compacted: self.compacted.max(revision) };
+        let start = self.history.partition_point(|e| e.revision() <= revision);
+        let mut before: BTreeMap<&str, Option<&KeyValue>> = BTreeMap::new();
+        for e in self.history.range(start..).filter(|e| e.kv.key.starts_with(prefix)) {
+            if before.contains_key(e.kv.key.as_str()) {
+                continue;
+            }
+            let prev = match (e.event_type, e.prev.as_ref()) {
+                (_, Some(prev)) if prev.version > 0 => Some(prev),
+                (EventType::Put, None) if e.kv.version == 1 => None,
+                // The entry this change replaced predates the history reloaded at startup.
+                _ => return Err(gone()),
+            };
+            before.insert(e.kv.key.as_str(), prev);
+        }
+        let after = |k: &str| options.start_after.as_deref().is_none_or(|a| k > a);
+        let mut snapshot: BTreeMap<&str, &KeyValue> = self
+            .kvs
+            .range::<String, _>((Bound::Included(prefix.to_string()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| after(k) && !before.contains_key(k.as_str()))
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        snapshot.extend(before.into_iter().filter(|(k, _)| after(k)).filter_map(|(k, v)| v.map(|v| (k, v))));
+        let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let kvs: Vec<KeyValue> = snapshot.values().take(limit).map(|kv| (*kv).clone()).collect();
+        let remaining = snapshot.len() - kvs.len();
+        Ok(RangeResult { kvs, revision, remaining })
+    }
+
     /// Apply durable events and publish them to watchers.
     pub fn apply(&mut self, events: Vec<Event>, revision: i64) {
         for event in events {
@@ -103,5 +145,62 @@ impl State {
             },
         );
         Ok(Watcher::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn put(state: &mut State, key: &str, value: &str) {
+        let revision = state.revision + 1;
+        let prev = state.kvs.get(key).cloned();
+        let kv = KeyValue {
+            key: key.into(),
+            value: Bytes::from(value.to_string()),
+            create_revision: prev.as_ref().map_or(revision, |p| p.create_revision),
+            mod_revision: revision,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+        };
+        state.apply(vec![Event { event_type: EventType::Put, kv, prev }], revision);
+    }
+
+    fn delete(state: &mut State, key: &str) {
+        let revision = state.revision + 1;
+        let prev = state.kvs.get(key).cloned().expect("deleting an existing key");
+        let kv = KeyValue { mod_revision: revision, ..prev.clone() };
+        state.apply(vec![Event { event_type: EventType::Delete, kv, prev: Some(prev) }], revision);
+    }
+
+    fn keys_and_values(r: &RangeResult) -> Vec<(String, String)> {
+        r.kvs.iter().map(|kv| (kv.key.clone(), String::from_utf8_lossy(&kv.value).to_string())).collect()
+    }
+
+    #[test]
+    fn a_range_at_an_earlier_revision_undoes_later_changes() {
+        let mut s = State::new(16);
+        put(&mut s, "/p/a", "a1");
+        put(&mut s, "/p/b", "b1");
+        put(&mut s, "/p/c", "c1");
+        let then = s.revision;
+        let before = keys_and_values(&s.range("/p/", &RangeOptions::default()));
+        put(&mut s, "/p/a", "a2");
+        delete(&mut s, "/p/b");
+        put(&mut s, "/p/bb", "new");
+        put(&mut s, "/q/x", "other prefix");
+        let at = s.range_at("/p/", &RangeOptions::default(), then).unwrap();
+        assert_eq!(keys_and_values(&at), before);
+        assert_eq!(at.revision, then);
+        assert_eq!(at.kvs[0].mod_revision, 1, "the old entry, with its old revision");
+        let page = s.range_at("/p/", &RangeOptions { start_after: Some("/p/a".into()), limit: Some(1) }, then).unwrap();
+        assert_eq!(keys_and_values(&page), vec![("/p/b".to_string(), "b1".to_string())]);
+        assert_eq!(page.remaining, 1);
+        assert!(matches!(
+            s.range_at("/p/", &RangeOptions::default(), s.revision + 1),
+            Err(Error::FutureRevision { .. })
+        ));
+        s.compact(then + 1);
+        assert!(matches!(s.range_at("/p/", &RangeOptions::default(), then), Err(Error::Compacted { .. })));
     }
 }

@@ -66,6 +66,12 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
         let conn = Connection::open(&path).map_err(|source| Error::Sqlite { step: "open", source })?;
+        // One store per database: the lock is taken now and held until the store closes (exclusive locking
+        // mode), so a second store, in this process or another, fails here instead of writing revisions
+        // that clash with this one's. A store that is still closing gets a moment to let go.
+        conn.busy_timeout(Duration::from_secs(2)).map_err(|source| Error::Sqlite { step: "open", source })?;
+        conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;")
+            .map_err(|source| Error::Sqlite { step: "lock the database (is another kvol server using it?)", source })?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
@@ -138,6 +144,10 @@ impl Store for SqliteStore {
 
     fn range(&self, prefix: &str, options: &RangeOptions) -> Result<RangeResult> {
         Ok(self.shared.state.read().range(prefix, options))
+    }
+
+    fn range_at(&self, prefix: &str, options: &RangeOptions, revision: i64) -> Result<RangeResult> {
+        self.shared.state.read().range_at(prefix, options, revision)
     }
 
     fn put(&self, key: String, value: Bytes, precondition: Precondition) -> BoxFuture<'static, Result<KeyValue>> {
@@ -226,7 +236,18 @@ fn load(conn: &Connection, options: &SqliteOptions) -> Result<State> {
     let mut last: HashMap<String, KeyValue> = HashMap::new();
     for row in rows {
         let (deleted, kv) = row.map_err(sql)?;
-        let prev = last.get(&kv.key).cloned();
+        let prev = match last.get(&kv.key) {
+            Some(prev) => Some(prev.clone()),
+            // The key's earlier entry predates the history on disk: it existed unless this change created it.
+            None if deleted || kv.version > 1 => Some(KeyValue {
+                key: kv.key.clone(),
+                value: if deleted { kv.value.clone() } else { Bytes::new() },
+                create_revision: kv.create_revision,
+                mod_revision: 0,
+                version: 0,
+            }),
+            None => None,
+        };
         let event_type = if deleted { EventType::Delete } else { EventType::Put };
         if deleted {
             last.remove(&kv.key);

@@ -44,7 +44,9 @@ pub struct Event {
     pub event_type: EventType,
     /// For a put, the new entry; for a delete, the last value with `mod_revision` set to the delete's revision.
     pub kv: KeyValue,
-    /// The entry before the change, if there was one.
+    /// The entry before the change, if there was one. In history reloaded from disk, a key whose earlier
+    /// entry was compacted away gets a stand-in with `version` 0: it existed, and its value is the deleted
+    /// value for a delete and unknown (empty) for a put.
     pub prev: Option<KeyValue>,
 }
 
