@@ -5,46 +5,16 @@
 //! Run: `cargo bench -p kvol --bench api` (env `KVOL_BENCH_PVS`, `KVOL_BENCH_CONCURRENCY` to vary).
 //! Compare ratios within one run, not absolute times across machines.
 
+// The server harness of the kvol package's tests.
+#[path = "../tests/util/mod.rs"]
+mod util;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::Client;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kvol"))
-        .args(["server", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("KVOL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start kvol server");
-    let kubeconfig = dir.path().join("data/kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !kubeconfig.exists() {
-        assert!(Instant::now() < deadline, "kvol server did not become ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, dir }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -104,10 +74,10 @@ async fn main() {
     let total = env_usize("KVOL_BENCH_PVS", 10_000);
     let concurrency = env_usize("KVOL_BENCH_CONCURRENCY", 64);
     println!("machine: {}", machine());
-    let server = start_server();
-    let pid = server.child.id();
+    let server = util::Server::start();
+    let pid = server.pid();
     let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(server.dir.path().join("data/kubeconfig")).expect("read kubeconfig"),
+        kube::config::Kubeconfig::read_from(server.kubeconfig()).expect("read kubeconfig"),
         &Default::default(),
     )
     .await

@@ -1,39 +1,9 @@
 //! Other real Kubernetes client libraries against `kvol server`, unchanged: the official Python client
 //! (Debian's python3-kubernetes). Skips with a message when it is not installed.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod util;
 
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kvol"))
-        .args(["server", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start kvol server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.path().join("data/kubeconfig").exists() {
-        assert!(Instant::now() < deadline, "kvol server did not become ready in {}", dir.path().display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, dir }
-}
+use std::process::{Command, Stdio};
 
 fn python_client_available() -> bool {
     Command::new("/usr/bin/python3")
@@ -80,13 +50,13 @@ fn the_official_python_client_lists_creates_watches_updates_and_reads_errors() {
         eprintln!("SKIP: python3-kubernetes is not installed (apt-get install python3-kubernetes)");
         return;
     }
-    let server = start_server();
-    let kubeconfig = server.dir.path().join("data/kubeconfig");
+    let server = util::Server::start();
+    let kubeconfig = server.kubeconfig();
     let output = Command::new("/usr/bin/python3").arg("-c").arg(SCRIPT).arg(&kubeconfig).output().expect("run python3");
     assert!(
         output.status.success(),
         "python client failed in {}:\nstdout: {}\nstderr: {}",
-        server.dir.path().display(),
+        server.dir().display(),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );

@@ -89,6 +89,11 @@ impl Server {
         Err(format!("no kubeconfig after {timeout:?}:\n{}", self.log()))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
