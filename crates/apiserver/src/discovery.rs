@@ -72,6 +72,11 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             doc["categories"] = json!(r.categories);
         }
         resources.push(doc);
+        if r.kind == "Pod" {
+            resources.push(json!({
+                "name": "pods/binding", "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"],
+            }));
+        }
         if r.has_status {
             resources.push(json!({
                 "name": format!("{}/status", r.plural),

@@ -532,3 +532,69 @@ pub async fn delete<T: ApiObject>(
     }
     Err(ApiError::conflict(resource, name))
 }
+
+/// POST `pods/<name>/binding`: assign a pod to a node, as kube-apiserver's `BindingREST` does for the
+/// scheduler. Only an unassigned pod may be bound; the pod gets the `PodScheduled` condition.
+pub async fn bind_pod(
+    state: &ApiState,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    binding: &Value,
+) -> Result<Written, ApiError> {
+    use k8s_openapi::api::core::v1::{Pod, PodCondition};
+    let node = binding["target"]["name"].as_str().unwrap_or_default();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "Binding",
+            "",
+            name,
+            &[kvol_api::FieldError::required(&kvol_api::FieldPath::new("target").child("name"), "")],
+        ));
+    }
+    if let Some(kind) = binding["target"]["kind"].as_str().filter(|k| !k.is_empty() && *k != "Node") {
+        return Err(ApiError::bad_request(format!("only Node may be a binding target, got {kind:?}")));
+    }
+    let key = resource.key(namespace, name);
+    for _attempt in 0..CONFLICT_RETRIES {
+        let current = state.store.get(&key).map_err(|e| store_error(resource, name, e))?;
+        let Some(current) = current else { return Err(ApiError::not_found(resource, name)) };
+        let mut pod: Pod = decode_stored(&current)?;
+        if let Some(uid) = binding["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
+            if pod.metadata.uid.as_deref() != Some(uid) {
+                return Err(ApiError::conflict_because(resource, name, "Precondition failed: UID in precondition does not match"));
+            }
+        }
+        let spec = pod.spec.get_or_insert_with(Default::default);
+        if let Some(assigned) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+            return Err(ApiError::conflict_because(
+                resource,
+                name,
+                &format!("pod {name} is already assigned to node {assigned:?}"),
+            ));
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Err(ApiError::conflict_because(resource, name, "pod is being deleted, cannot be assigned to a host"));
+        }
+        spec.node_name = Some(node.to_string());
+        let status = pod.status.get_or_insert_with(Default::default);
+        let conditions = status.conditions.get_or_insert_with(Vec::new);
+        conditions.retain(|c| c.type_ != "PodScheduled");
+        conditions.push(PodCondition {
+            type_: "PodScheduled".into(),
+            status: "True".into(),
+            last_transition_time: Some(now()),
+            ..Default::default()
+        });
+        let value = encode_for_store(&pod)?;
+        match state.store.put(key.clone(), value, Precondition::ModRevision(current.mod_revision)).await {
+            Ok(_) => {
+                let status = serde_json::json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
+                return Ok(Written { body: serde_json::to_vec(&status).unwrap_or_default(), code: 201, warnings: vec![] });
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(store_error(resource, name, e)),
+        }
+    }
+    Err(ApiError::conflict(resource, name))
+}

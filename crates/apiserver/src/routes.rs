@@ -201,6 +201,9 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
     };
     let resource = target.resource;
     let ns = target.namespace.as_deref();
+    if target.subresource.as_deref() == Some("binding") && resource.kind == "Pod" {
+        return bind(state, user, &parts, body, &target).await;
+    }
     let part = match target.subresource.as_deref() {
         None => Part::Main,
         Some("status") if resource.has_status => Part::Status,
@@ -393,6 +396,34 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str(), &path)),
     }
+}
+
+/// POST `pods/<name>/binding` (the scheduler's way to set `spec.nodeName`).
+async fn bind(
+    state: &ApiState,
+    user: &User,
+    parts: &http::request::Parts,
+    body: Body,
+    target: &Target,
+) -> Result<Response, ApiError> {
+    if parts.method != Method::POST {
+        return Err(ApiError::method_not_allowed(parts.method.as_str(), parts.uri.path()));
+    }
+    let attributes = Attributes {
+        verb: Verb::Create,
+        resource: target.resource,
+        subresource: Some("binding"),
+        namespace: target.namespace.as_deref(),
+        name: target.name.as_deref(),
+    };
+    authorize(state, user, &attributes)?;
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    let bytes = limited.collect().await.map(|c| c.to_bytes()).map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let binding = parse_body(content_type, &bytes)?;
+    let name = target.name.as_deref().unwrap_or_default();
+    let w = registry::bind_pod(state, target.resource, target.namespace.as_deref(), name, &binding).await?;
+    Ok(written_response(w))
 }
 
 /// DELETE on a collection: delete every selected object, answering the list of what was deleted.

@@ -1,0 +1,208 @@
+//! The agent: wires the populator, the reconciler, the status loop and the node heartbeat together.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Api, Client};
+use kvol_volume::PluginRegistry;
+use tokio::task::JoinSet;
+
+use crate::actual::ActualState;
+use crate::config::AgentConfig;
+use crate::desired::ObjectRef;
+use crate::error::{Error, Result};
+use crate::host::AgentHost;
+use crate::manager::Manager;
+
+/// Runs the node agent for `config.node_name` until `shutdown` resolves, mounting with `mount(2)`.
+/// Mounts stay in place when it stops: a restarted agent reconstructs them.
+pub async fn run_agent(client: Client, config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+    run_agent_with(client, config, Arc::new(kvol_mount::RealMounter::new()), shutdown).await
+}
+
+/// [`run_agent`] with a given mount layer (a `FakeMounter` with fail points in tests).
+pub async fn run_agent_with(
+    client: Client,
+    config: AgentConfig,
+    mounter: Arc<dyn kvol_mount::Mounter>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let root = config.root_dir.clone();
+    std::fs::create_dir_all(kvol_mount::paths::pods_dir(&root))
+        .map_err(|source| Error::ReadDir { path: root.clone(), source })?;
+    let registry = PluginRegistry::with(kvol_volume::all_plugins())?;
+
+    // Reconstruction uses the disk only, before anything is read from the API server.
+    let mut actual = ActualState::default();
+    let report = crate::reconstruct::reconstruct(&root, &registry, &mut actual)?;
+    tracing::info!(volumes = report.volumes, unknown = report.unknown.len(), root = %root.display(), "reconstructed the actual state");
+
+    crate::node_status::register(&client, &config.node_name).await?;
+
+    let mut tasks = JoinSet::new();
+    let (cm_store, cm_writer) = reflector::store::<ConfigMap>();
+    let (secret_store, secret_writer) = reflector::store::<Secret>();
+    let host = Arc::new(AgentHost::new(
+        root.clone(),
+        Arc::clone(&mounter),
+        Some(cm_store.clone()),
+        Some(secret_store.clone()),
+    ));
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let manager = Manager::new(config.clone(), registry, host, mounter, actual, events_tx);
+
+    {
+        let m = Arc::clone(&manager);
+        let api: Api<ConfigMap> = Api::all(client.clone());
+        let stream = reflector::reflector(cm_writer, watcher(api, watcher::Config::default()).default_backoff());
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) = ev {
+                    let ns = o.metadata.namespace.clone().unwrap_or_default();
+                    m.object_changed(&ns, &ObjectRef::ConfigMap(o.metadata.name.clone().unwrap_or_default()));
+                }
+            }
+        });
+    }
+    {
+        let m = Arc::clone(&manager);
+        let api: Api<Secret> = Api::all(client.clone());
+        let stream = reflector::reflector(secret_writer, watcher(api, watcher::Config::default()).default_backoff());
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) = ev {
+                    let ns = o.metadata.namespace.clone().unwrap_or_default();
+                    m.object_changed(&ns, &ObjectRef::Secret(o.metadata.name.clone().unwrap_or_default()));
+                }
+            }
+        });
+    }
+    // ConfigMap and Secret lookups must not answer "not found" from an empty cache.
+    let ready = async {
+        let _ = cm_store.wait_until_ready().await;
+        let _ = secret_store.wait_until_ready().await;
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(30), ready).await.is_err() {
+        return Err(Error::Watch("ConfigMap/Secret caches did not sync in 30s".into()));
+    }
+
+    tasks.spawn(crate::status::event_writer(client.clone(), config.node_name.clone(), events_rx));
+    tasks.spawn(crate::status::status_loop(Arc::clone(&manager), client.clone()));
+    tasks.spawn(crate::status::usage_loop(Arc::clone(&manager), client.clone()));
+    tasks.spawn(reconciler_loop(Arc::clone(&manager)));
+    tasks.spawn(populator_loop(Arc::clone(&manager), client.clone()));
+    {
+        let client = client.clone();
+        let node = config.node_name.clone();
+        let period = config.heartbeat_period;
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(e) = crate::node_status::heartbeat(&client, &node).await {
+                    tracing::warn!("node heartbeat failed: {e}");
+                }
+            }
+        });
+    }
+
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => tracing::info!("node agent stopping"),
+        Some(res) = tasks.join_next() => tracing::error!(?res, "a node agent loop ended"),
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Passes over changed pods as soon as something changes, and over every pod each period (kubelet's
+/// `reconcilerLoopSleepPeriod`), which also retries what backed off.
+async fn reconciler_loop(manager: Arc<Manager>) {
+    let period = manager.config.reconcile_period;
+    let mut next_full = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_full {
+            manager.reconcile_all();
+            next_full = tokio::time::Instant::now() + period;
+        } else {
+            manager.reconcile_dirty();
+        }
+        tokio::select! {
+            _ = manager.wake.notified() => {}
+            _ = tokio::time::sleep_until(next_full) => {}
+        }
+    }
+}
+
+/// Watches this node's pods and keeps the desired state in step; pods whose volumes could not all be
+/// resolved (a claim not yet bound) are retried every second.
+async fn populator_loop(manager: Arc<Manager>, client: Client) {
+    let api: Api<Pod> = Api::all(client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", manager.config.node_name));
+    let stream = watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream.into_stream());
+    let mut listed: HashSet<String> = HashSet::new();
+    let mut retry = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            ev = stream.try_next() => match ev {
+                Ok(Some(watcher::Event::Init)) => listed.clear(),
+                Ok(Some(watcher::Event::InitApply(pod))) => {
+                    listed.insert(pod.metadata.uid.clone().unwrap_or_default());
+                    process_pod(&manager, &client, pod).await;
+                }
+                Ok(Some(watcher::Event::InitDone)) => {
+                    {
+                        let mut desired = manager.desired.lock();
+                        desired.retain(|uid| listed.contains(uid));
+                        desired.mark_populated();
+                    }
+                    tracing::info!(pods = listed.len(), "desired state of world populated");
+                    manager.reconcile_all();
+                }
+                Ok(Some(watcher::Event::Apply(pod))) => process_pod(&manager, &client, pod).await,
+                Ok(Some(watcher::Event::Delete(pod))) => {
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    manager.desired.lock().remove_pod(&uid, None);
+                    manager.touch(&uid);
+                }
+                Ok(None) => return,
+                Err(e) => tracing::warn!("pod watch: {e}"),
+            },
+            _ = retry.tick() => {
+                let pending: Vec<Arc<Pod>> = manager
+                    .desired
+                    .lock()
+                    .pods()
+                    .filter(|p| !p.errors.is_empty())
+                    .map(|p| Arc::clone(&p.pod))
+                    .collect();
+                for pod in pending {
+                    process_pod(&manager, &client, (*pod).clone()).await;
+                }
+            }
+        }
+    }
+}
+
+async fn process_pod(manager: &Arc<Manager>, client: &Client, pod: Pod) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if !crate::populator::wants_volumes(&pod) {
+        let terminating = pod.metadata.deletion_timestamp.is_some().then(|| {
+            let r = crate::populator::pod_ref(&pod);
+            (r.namespace, r.name)
+        });
+        manager.desired.lock().remove_pod(&uid, terminating);
+        manager.touch(&uid);
+        return;
+    }
+    let desired = crate::populator::desired_pod(client, &manager.registry, Arc::new(pod)).await;
+    manager.desired.lock().set_pod(desired);
+    manager.touch(&uid);
+}

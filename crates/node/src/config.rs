@@ -1,0 +1,42 @@
+//! How the agent is set up (kubelet's flags of the same names).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The root under kvol's data directory when `--root-dir` is not given.
+pub const DEFAULT_ROOT_DIR: &str = "/var/lib/kvol/kubelet";
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `--node-name`: the Node object this agent registers and whose pods it serves.
+    pub node_name: String,
+    /// `--root-dir`: `<root>/pods/<uid>/volumes/…` (`/var/lib/kubelet` gives kubelet's paths).
+    pub root_dir: PathBuf,
+    /// How long a pod may wait for its volumes before the "Unable to attach or mount volumes" event
+    /// (kubelet's `podAttachAndMountTimeout`, 2m3s).
+    pub mount_timeout: Duration,
+    /// The reconciler's period when nothing wakes it (kubelet's `reconcilerLoopSleepPeriod`, 100 ms).
+    pub reconcile_period: Duration,
+    /// Node status heartbeat (kubelet's `nodeStatusUpdateFrequency`, 10 s).
+    pub heartbeat_period: Duration,
+    /// How often emptyDir usage is checked against `sizeLimit` (kubelet's eviction monitoring, 10 s).
+    pub usage_check_period: Duration,
+    /// Delete terminating pods (gracePeriodSeconds=0) once their volumes are torn down, as kubelet does.
+    pub delete_terminated_pods: bool,
+}
+
+impl AgentConfig {
+    /// Defaults for `node_name` and `root_dir`.
+    pub fn new(node_name: impl Into<String>, root_dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            node_name: node_name.into(),
+            root_dir: root_dir.into(),
+            mount_timeout: Duration::from_secs(123),
+            reconcile_period: Duration::from_millis(100),
+            heartbeat_period: Duration::from_secs(10),
+            usage_check_period: Duration::from_secs(10),
+            delete_terminated_pods: true,
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! A container's mounts as a container runtime needs them (kubelet's `makeMounts` → CRI `Mount`), printed
+//! as OCI runtime-spec `mounts` or `docker run -v` flags by `kvol mounts`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use kvol_volume::{PluginRegistry, VolumeSpec};
+
+use crate::error::{Error, Result};
+
+/// Mount propagation (`volumeMounts[].mountPropagation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// `None` (the default): `rprivate`.
+    Private,
+    /// `HostToContainer`: `rslave`.
+    HostToContainer,
+    /// `Bidirectional`: `rshared`.
+    Bidirectional,
+}
+
+impl Propagation {
+    /// The OCI/`mount` option.
+    pub fn option(self) -> &'static str {
+        match self {
+            Propagation::Private => "rprivate",
+            Propagation::HostToContainer => "rslave",
+            Propagation::Bidirectional => "rshared",
+        }
+    }
+}
+
+/// One bind a container gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerMount {
+    /// `mountPath` in the container.
+    pub destination: String,
+    /// The host path bound there: the volume's path, or its subPath bind.
+    pub source: PathBuf,
+    /// `readOnly` of the mount, or of the volume.
+    pub read_only: bool,
+    /// Propagation.
+    pub propagation: Propagation,
+}
+
+/// Where a volume is on the host, and whether it is read-only, computed from the layout (no I/O).
+pub fn volume_path(root: &Path, uid: &str, registry: &PluginRegistry, spec: &VolumeSpec) -> Result<(PathBuf, bool)> {
+    let plugin = registry.find_by_spec(spec)?;
+    let name = plugin.name();
+    if name == kvol_volume::names::HOST_PATH {
+        return Ok((PathBuf::from(plugin.volume_name(spec)?), spec.claim_read_only()));
+    }
+    let inline_ro = spec.inline().is_some_and(|v| {
+        v.config_map.is_some() || v.secret.is_some() || v.nfs.as_ref().and_then(|n| n.read_only).unwrap_or(false)
+    });
+    Ok((kvol_mount::paths::pod_volume_dir(root, uid, name, spec.name()), inline_ro || spec.claim_read_only()))
+}
+
+/// The mounts of `container` in `pod`, given the host path and read-only flag of each pod volume.
+pub fn container_mounts(
+    root: &Path,
+    pod: &Pod,
+    container: &str,
+    volumes: &BTreeMap<String, (PathBuf, bool)>,
+) -> Result<Vec<ContainerMount>> {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let c = crate::subpath::containers(pod)
+        .find(|c| c.name == container)
+        .ok_or_else(|| Error::Claim(format!("container {container:?} is not valid for pod {:?}", pod.metadata.name)))?;
+    let mut out = Vec::new();
+    for (index, m) in c.volume_mounts.as_deref().unwrap_or_default().iter().enumerate() {
+        let (path, volume_ro) = volumes.get(&m.name).cloned().ok_or_else(|| {
+            Error::Claim(format!("volume {:?} of volumeMount {:?} is not resolved", m.name, m.mount_path))
+        })?;
+        let sub = crate::subpath::sub_path_of(pod, c, m)?;
+        let source = if sub.is_empty() {
+            path
+        } else {
+            kvol_mount::paths::pod_volume_subpath_dir(root, uid, &m.name, &c.name, index)
+        };
+        let propagation = match m.mount_propagation.as_deref() {
+            Some("HostToContainer") => Propagation::HostToContainer,
+            Some("Bidirectional") => Propagation::Bidirectional,
+            _ => Propagation::Private,
+        };
+        out.push(ContainerMount {
+            destination: m.mount_path.clone(),
+            source,
+            read_only: m.read_only.unwrap_or(false) || volume_ro,
+            propagation,
+        });
+    }
+    Ok(out)
+}
+
+/// OCI runtime-spec `mounts`.
+pub fn to_oci(mounts: &[ContainerMount]) -> serde_json::Value {
+    serde_json::Value::Array(
+        mounts
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "destination": m.destination,
+                    "type": "bind",
+                    "source": m.source,
+                    "options": ["rbind", if m.read_only { "ro" } else { "rw" }, m.propagation.option()],
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `docker run` flags: `-v SOURCE:DEST[:ro][,rslave|rshared]`.
+pub fn to_docker(mounts: &[ContainerMount]) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in mounts {
+        let mut options = Vec::new();
+        if m.read_only {
+            options.push("ro");
+        }
+        if m.propagation != Propagation::Private {
+            options.push(m.propagation.option());
+        }
+        let mut spec = format!("{}:{}", m.source.display(), m.destination);
+        if !options.is_empty() {
+            spec.push(':');
+            spec.push_str(&options.join(","));
+        }
+        out.push("-v".into());
+        out.push(spec);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_read_only_and_propagation_for_oci_and_docker() {
+        let m = vec![
+            ContainerMount {
+                destination: "/cache".into(),
+                source: "/r/pods/u/volumes/kubernetes.io~empty-dir/cache".into(),
+                read_only: false,
+                propagation: Propagation::Private,
+            },
+            ContainerMount {
+                destination: "/etc/config".into(),
+                source: "/r/c".into(),
+                read_only: true,
+                propagation: Propagation::HostToContainer,
+            },
+        ];
+        assert_eq!(to_oci(&m)[1]["options"], serde_json::json!(["rbind", "ro", "rslave"]));
+        assert_eq!(
+            to_docker(&m),
+            ["-v", "/r/pods/u/volumes/kubernetes.io~empty-dir/cache:/cache", "-v", "/r/c:/etc/config:ro,rslave"]
+        );
+    }
+}

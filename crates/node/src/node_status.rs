@@ -1,0 +1,90 @@
+//! Node registration and heartbeat (kubelet's `kubelet_node_status.go`, reduced to what kvol needs): the
+//! Node object with the `kubernetes.io/hostname` label and a Ready condition renewed every period.
+
+use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+use crate::error::{Error, Result};
+
+/// kubelet's hostname label.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+fn labels(node: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (HOSTNAME_LABEL.to_string(), node.to_string()),
+        ("kubernetes.io/os".to_string(), "linux".to_string()),
+        (
+            "kubernetes.io/arch".to_string(),
+            std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        ),
+    ]
+    .into()
+}
+
+fn ready_condition(previous: Option<&NodeCondition>) -> NodeCondition {
+    let now = Time(jiff::Timestamp::now());
+    let transition = previous.filter(|c| c.status == "True").and_then(|c| c.last_transition_time.clone());
+    NodeCondition {
+        type_: "Ready".into(),
+        status: "True".into(),
+        reason: Some("KubeletReady".into()),
+        message: Some("kvol agent is posting ready status".into()),
+        last_heartbeat_time: Some(now.clone()),
+        last_transition_time: Some(transition.unwrap_or(now)),
+    }
+}
+
+/// Creates the Node if missing and makes sure it carries the hostname label.
+pub async fn register(client: &Client, node: &str) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.get_opt(node).await.map_err(Error::api(format!("getting node {node}")))? {
+        None => {
+            let object = Node {
+                metadata: ObjectMeta { name: Some(node.into()), labels: Some(labels(node)), ..Default::default() },
+                ..Default::default()
+            };
+            match nodes.create(&PostParams::default(), &object).await {
+                Ok(_) => tracing::info!(node, "registered node"),
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(Error::Api { what: format!("registering node {node}"), source: e }),
+            }
+        }
+        Some(existing) => {
+            let has = existing.metadata.labels.as_ref().and_then(|l| l.get(HOSTNAME_LABEL)).is_some();
+            if !has {
+                let patch = serde_json::json!({ "metadata": { "labels": labels(node) } });
+                nodes
+                    .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::api(format!("labelling node {node}")))?;
+            }
+        }
+    }
+    heartbeat(client, node).await
+}
+
+/// Renews the Ready condition.
+pub async fn heartbeat(client: &Client, node: &str) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let current = nodes.get_status(node).await.map_err(Error::api(format!("getting node {node}")))?;
+    let previous =
+        current.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let mut conditions: Vec<NodeCondition> = current
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "Ready")
+        .collect();
+    conditions.push(ready_condition(previous));
+    let status = NodeStatus { conditions: Some(conditions), ..Default::default() };
+    let patch = serde_json::json!({ "status": status });
+    nodes
+        .patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::api(format!("updating node {node} status")))?;
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! The reconciler (kubelet's `reconciler/reconciler.go`): diffs the desired and the actual state and says
+//! which operations to run. It does no I/O; the [`crate::manager`] dispatches what it returns.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kvol_volume::{MounterArgs, PodRef};
+
+use crate::actual::{ActualState, MountState};
+use crate::desired::{DesiredPod, DesiredState, DesiredVolume};
+use crate::volume_id::VolumeId;
+
+/// One operation on the host.
+#[derive(Clone)]
+pub enum Operation {
+    /// Set a volume up (also for uncertain volumes, and to refresh a projected volume).
+    Mount { volume: DesiredVolume, pod: PodRef, args: MounterArgs },
+    /// Tear a volume down.
+    Unmount { id: VolumeId },
+    /// Bind a pod's subPaths, once all its volumes are mounted.
+    SetUpSubpaths { pod: Arc<Pod>, volume_paths: BTreeMap<String, PathBuf> },
+    /// Unbind a gone pod's subPaths, before its volumes are torn down.
+    CleanSubpaths { uid: String },
+    /// Remove a gone pod's directory once its volumes are torn down (orphaned pod cleanup).
+    RemovePodDir { uid: String },
+}
+
+impl Operation {
+    /// The executor key: one operation per volume, and one per pod for the per-pod steps.
+    pub fn key(&self) -> String {
+        match self {
+            Operation::Mount { volume, .. } => volume.id.to_string(),
+            Operation::Unmount { id } => id.to_string(),
+            Operation::SetUpSubpaths { pod, .. } => {
+                format!("pod/{}/subpaths", pod.metadata.uid.as_deref().unwrap_or_default())
+            }
+            Operation::CleanSubpaths { uid } => format!("pod/{uid}/subpaths"),
+            Operation::RemovePodDir { uid } => format!("pod/{uid}/dir"),
+        }
+    }
+
+    /// The pod the operation is for.
+    pub fn pod_uid(&self) -> &str {
+        match self {
+            Operation::Mount { volume, .. } => &volume.id.pod_uid,
+            Operation::Unmount { id } => &id.pod_uid,
+            Operation::SetUpSubpaths { pod, .. } => pod.metadata.uid.as_deref().unwrap_or_default(),
+            Operation::CleanSubpaths { uid } | Operation::RemovePodDir { uid } => uid,
+        }
+    }
+}
+
+/// Which pods a pass looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every pod of both states (the periodic pass).
+    All,
+    /// Only these pods (a pass woken by changes to them).
+    Pods(&'a HashSet<String>),
+}
+
+/// The operations that bring the actual state towards the desired one. Set-ups come first; teardown only
+/// once the desired state is populated, so that nothing still wanted is unmounted after a restart.
+pub fn plan(desired: &DesiredState, actual: &ActualState, scope: Scope<'_>) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    let pods: Vec<&DesiredPod> = match scope {
+        Scope::All => desired.pods().collect(),
+        Scope::Pods(uids) => uids.iter().filter_map(|u| desired.pod(u)).collect(),
+    };
+    for pod in pods {
+        let mut all_mounted = pod.errors.is_empty();
+        let mut paths = BTreeMap::new();
+        for v in pod.volumes.values() {
+            match actual.get(&v.id) {
+                Some(a) if a.state == MountState::Mounted => {
+                    paths.insert(v.outer_name.clone(), a.path.clone());
+                    if v.plugin.requires_remount(&v.spec) && a.generation < v.generation {
+                        ops.push(mount(pod, v));
+                    }
+                }
+                _ => {
+                    all_mounted = false;
+                    ops.push(mount(pod, v));
+                }
+            }
+        }
+        if all_mounted && pod.has_subpaths() && !actual.subpaths_ready(&pod.pod_ref.uid) {
+            ops.push(Operation::SetUpSubpaths { pod: Arc::clone(&pod.pod), volume_paths: paths });
+        }
+    }
+    if !desired.is_populated() {
+        return ops;
+    }
+    let uids: BTreeSet<&String> = match scope {
+        Scope::All => actual.volumes().map(|a| &a.id.pod_uid).chain(actual.pod_dirs()).collect(),
+        Scope::Pods(uids) => uids.iter().collect(),
+    };
+    for uid in uids {
+        let gone = desired.pod(uid).is_none();
+        let mut has_volumes = false;
+        let mut cleaning = false;
+        for a in actual.pod_volumes(uid) {
+            has_volumes = true;
+            if desired.wants(&a.id) {
+                continue;
+            }
+            if gone && actual.subpaths_present(uid) {
+                cleaning = true;
+                break;
+            }
+            ops.push(Operation::Unmount { id: a.id.clone() });
+        }
+        if !gone {
+            continue;
+        }
+        if cleaning || (!has_volumes && actual.subpaths_present(uid)) {
+            ops.push(Operation::CleanSubpaths { uid: uid.clone() });
+        } else if !has_volumes && actual.has_pod_dir(uid) {
+            ops.push(Operation::RemovePodDir { uid: uid.clone() });
+        }
+    }
+    ops
+}
+
+fn mount(pod: &DesiredPod, v: &DesiredVolume) -> Operation {
+    Operation::Mount { volume: v.clone(), pod: pod.pod_ref.clone(), args: pod.args.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actual::ActualVolume;
+    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Volume};
+    use kvol_volume::{VolumePlugin, VolumeSpec};
+    use std::time::Instant;
+
+    fn pod(uid: &str, volumes: &[&str]) -> DesiredPod {
+        let plugin: Arc<dyn VolumePlugin> = Arc::new(kvol_volume::plugins::empty_dir::EmptyDirPlugin);
+        DesiredPod {
+            pod: Arc::new(Pod::default()),
+            pod_ref: PodRef { uid: uid.into(), namespace: "default".into(), name: uid.into() },
+            args: MounterArgs::default(),
+            volumes: volumes
+                .iter()
+                .map(|n| {
+                    let spec = VolumeSpec::Inline(Box::new(Volume {
+                        name: n.to_string(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    }));
+                    let v = DesiredVolume {
+                        id: id(uid, n),
+                        outer_name: n.to_string(),
+                        spec,
+                        plugin: plugin.clone(),
+                        generation: 0,
+                        object: None,
+                    };
+                    (n.to_string(), v)
+                })
+                .collect(),
+            errors: Default::default(),
+            first_seen: Instant::now(),
+        }
+    }
+
+    fn id(uid: &str, name: &str) -> VolumeId {
+        VolumeId { pod_uid: uid.into(), plugin: "kubernetes.io/empty-dir".into(), spec_name: name.into() }
+    }
+
+    fn mounted(uid: &str, name: &str, state: MountState) -> ActualVolume {
+        ActualVolume {
+            id: id(uid, name),
+            path: PathBuf::from("/x"),
+            state,
+            generation: 0,
+            outer_name: None,
+            read_only: false,
+        }
+    }
+
+    fn keys(ops: &[Operation]) -> Vec<String> {
+        ops.iter()
+            .map(|o| match o {
+                Operation::Mount { volume, .. } => format!("mount {}", volume.id),
+                Operation::Unmount { id } => format!("unmount {id}"),
+                Operation::SetUpSubpaths { .. } => "subpaths".into(),
+                Operation::CleanSubpaths { uid } => format!("clean {uid}"),
+                Operation::RemovePodDir { uid } => format!("rmdir {uid}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mounts_missing_and_uncertain_volumes() {
+        let mut d = DesiredState::default();
+        d.set_pod(pod("p1", &["a", "b"]));
+        let mut a = ActualState::default();
+        a.set(mounted("p1", "a", MountState::Uncertain));
+        assert_eq!(
+            keys(&plan(&d, &a, Scope::All)),
+            ["mount kubernetes.io/empty-dir/p1-a", "mount kubernetes.io/empty-dir/p1-b"]
+        );
+    }
+
+    #[test]
+    fn unmounts_nothing_before_the_desired_state_is_populated() {
+        let d = DesiredState::default();
+        let mut a = ActualState::default();
+        a.set(mounted("gone", "a", MountState::Uncertain));
+        assert!(plan(&d, &a, Scope::All).is_empty());
+    }
+
+    #[test]
+    fn tears_down_volumes_of_gone_pods_then_removes_the_pod_dir() {
+        let mut d = DesiredState::default();
+        d.mark_populated();
+        d.set_pod(pod("keep", &["a"]));
+        let mut a = ActualState::default();
+        a.set(mounted("keep", "a", MountState::Mounted));
+        a.set(mounted("gone", "a", MountState::Mounted));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["unmount kubernetes.io/empty-dir/gone-a"]);
+        a.remove(&id("gone", "a"));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["rmdir gone"]);
+    }
+
+    #[test]
+    fn cleans_subpaths_before_unmounting() {
+        let mut d = DesiredState::default();
+        d.mark_populated();
+        let mut a = ActualState::default();
+        a.set(mounted("gone", "a", MountState::Mounted));
+        a.set(mounted("gone", "b", MountState::Mounted));
+        a.set_subpaths("gone", true);
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["clean gone"]);
+    }
+
+    #[test]
+    fn remounts_a_projected_volume_whose_object_changed() {
+        let mut d = DesiredState::default();
+        let mut p = pod("p1", &["cfg"]);
+        let v = p.volumes.get_mut("cfg").unwrap();
+        v.plugin = Arc::new(kvol_volume::plugins::config_map::ConfigMapPlugin);
+        v.generation = 1;
+        d.set_pod(p);
+        let mut a = ActualState::default();
+        a.set(mounted("p1", "cfg", MountState::Mounted));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["mount kubernetes.io/empty-dir/p1-cfg"]);
+    }
+
+    #[test]
+    fn a_scoped_pass_plans_only_the_named_pods() {
+        let mut d = DesiredState::default();
+        d.mark_populated();
+        d.set_pod(pod("p1", &["a"]));
+        d.set_pod(pod("p2", &["a"]));
+        let mut a = ActualState::default();
+        a.set(mounted("gone", "a", MountState::Mounted));
+        let only: HashSet<String> = ["p2".to_string()].into();
+        assert_eq!(keys(&plan(&d, &a, Scope::Pods(&only))), ["mount kubernetes.io/empty-dir/p2-a"]);
+        let only: HashSet<String> = ["gone".to_string()].into();
+        assert_eq!(keys(&plan(&d, &a, Scope::Pods(&only))), ["unmount kubernetes.io/empty-dir/gone-a"]);
+    }
+}

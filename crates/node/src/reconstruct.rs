@@ -1,0 +1,93 @@
+//! Reconstruction after a restart (KEP-3756): every volume directory under `<root>/pods/*/volumes` goes
+//! into the actual state as *uncertain*, with nothing read from the API server. The reconciler then sets
+//! wanted ones up again (set-up is idempotent and checks the host) and tears down the others, the latter
+//! only once the desired state is populated.
+
+use std::path::Path;
+
+use kvol_volume::PluginRegistry;
+
+use crate::actual::{ActualState, ActualVolume, MountState};
+use crate::error::{Error, Result};
+use crate::volume_id::VolumeId;
+
+/// What reconstruction found that it could not take over.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Volumes found (and added as uncertain).
+    pub volumes: usize,
+    /// Volume directories of plugins this agent does not have; their pods' directories stay.
+    pub unknown: Vec<std::path::PathBuf>,
+}
+
+/// Scans `root` into `actual`. A mount point that is stale (its file system gone) still counts: the
+/// teardown unmounts it.
+pub fn reconstruct(root: &Path, registry: &PluginRegistry, actual: &mut ActualState) -> Result<Report> {
+    let mut report = Report::default();
+    let pods = kvol_mount::paths::pods_dir(root);
+    let entries = match std::fs::read_dir(&pods) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+        Err(source) => return Err(Error::ReadDir { path: pods, source }),
+    };
+    for pod in entries.flatten() {
+        if !pod.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let uid = pod.file_name().to_string_lossy().into_owned();
+        actual.add_pod_dir(&uid);
+        let subpaths = kvol_mount::paths::pod_volume_subpaths_dir(root, &uid);
+        if std::fs::read_dir(&subpaths).is_ok_and(|mut d| d.next().is_some()) {
+            actual.set_subpaths(&uid, false);
+        }
+        let volumes = kvol_mount::paths::pod_volumes_dir(root, &uid);
+        let Ok(plugins) = std::fs::read_dir(&volumes) else { continue };
+        for plugin_dir in plugins.flatten() {
+            let plugin_name = kvol_mount::paths::unescape_qualified_name(&plugin_dir.file_name().to_string_lossy());
+            let Ok(names) = std::fs::read_dir(plugin_dir.path()) else { continue };
+            for volume in names.flatten() {
+                let spec_name = volume.file_name().to_string_lossy().into_owned();
+                if registry.find_by_name(&plugin_name).is_err() {
+                    tracing::warn!(path = %volume.path().display(), "volume of an unknown plugin, leaving it alone");
+                    report.unknown.push(volume.path());
+                    continue;
+                }
+                tracing::info!(pod = %uid, plugin = %plugin_name, volume = %spec_name, "reconstructed volume (uncertain)");
+                actual.set(ActualVolume {
+                    id: VolumeId { pod_uid: uid.clone(), plugin: plugin_name.clone(), spec_name },
+                    path: volume.path(),
+                    state: MountState::Uncertain,
+                    generation: 0,
+                    outer_name: None,
+                    read_only: false,
+                });
+                report.volumes += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_every_volume_directory_as_uncertain() {
+        let root = tempfile::tempdir().unwrap();
+        let v = kvol_mount::paths::pod_volume_dir(root.path(), "u1", "kubernetes.io/empty-dir", "cache");
+        std::fs::create_dir_all(&v).unwrap();
+        std::fs::create_dir_all(kvol_mount::paths::pod_dir(root.path(), "u2")).unwrap();
+        let odd = kvol_mount::paths::pod_volume_dir(root.path(), "u3", "example.com/odd", "x");
+        std::fs::create_dir_all(&odd).unwrap();
+        let registry = PluginRegistry::with(kvol_volume::all_plugins()).unwrap();
+        let mut actual = ActualState::default();
+        let report = reconstruct(root.path(), &registry, &mut actual).unwrap();
+        assert_eq!(report.volumes, 1);
+        assert_eq!(report.unknown, vec![odd]);
+        let got: Vec<_> = actual.volumes().collect();
+        assert_eq!(got[0].id.to_string(), "kubernetes.io/empty-dir/u1-cache");
+        assert_eq!(got[0].state, MountState::Uncertain);
+        assert_eq!(actual.pod_dirs().count(), 3);
+    }
+}
