@@ -40,3 +40,16 @@ pub fn is_default_class(annotations: Option<&std::collections::BTreeMap<String, 
             || a.get(ANN_BETA_IS_DEFAULT_CLASS).map(String::as_str) == Some("true")
     })
 }
+
+/// Set on a PV by kvol's local-path provisioner: how the volume's capacity is enforced (`btrfs-qgroup`), or
+/// `none` when the filesystem under the base directory cannot limit a directory.
+pub const ANN_CAPACITY_ENFORCEMENT: &str = "kvol.io/capacity-enforcement";
+/// Why a local-path PV's capacity is not enforced (set with `ANN_CAPACITY_ENFORCEMENT: none`).
+pub const ANN_CAPACITY_NOT_ENFORCED_REASON: &str = "kvol.io/capacity-not-enforced-reason";
+/// Set on a local-path PV provisioned with `archiveOnDelete: "true"`: Delete reclaim renames the directory
+/// to `archived-<name>` instead of removing it.
+pub const ANN_ARCHIVE_ON_DELETE: &str = "kvol.io/archive-on-delete";
+/// A PV (or claim) handed to a CSI driver by in-tree migration: the in-tree controllers stand down.
+pub const ANN_MIGRATED_TO: &str = "pv.kubernetes.io/migrated-to";
+/// The scheduler that places pods whose `schedulerName` is unset.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";

@@ -186,6 +186,24 @@ pub fn render_failures(failures: &[Failure]) -> String {
     }
 }
 
+/// A `kube` client from a kubeconfig file: what the long-running subcommands (controllers, agent, CSI
+/// roles, and `kvol server`'s in-process parts) talk to the API server with.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading {}", path.display()))?;
+    kube::Client::try_from(config).context("building the API client")
+}
+
+/// This machine's hostname, lower-cased: kubelet's default node name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// The outcome of one request: transport failures are `anyhow` errors, API failures an [`ApiError`].
 pub type ApiResult<T> = anyhow::Result<Result<T, ApiError>>;
 

@@ -1,6 +1,7 @@
-//! `kvol`: the one binary of kvol's control plane and CLI. `kvol server` runs the API server (and, as they
-//! land, the controllers and the local node agent) on an embedded store; `kvol apply/get/describe/delete`
-//! talk to any Kubernetes API server, kvol's or a real one.
+//! `kvol`: the one binary of kvol's control plane and CLI. `kvol server` runs the API server on an embedded
+//! store with the controllers and the local node agent in-process; `kvol controller` and `kvol agent` run
+//! those alone; `kvol apply/get/describe/delete/mounts` talk to any Kubernetes API server, kvol's or a real
+//! one.
 
 mod client;
 mod cmd;
@@ -29,6 +30,16 @@ enum Command {
     Describe(cmd::describe::Args),
     /// Delete objects by type and name or from files, and wait until they are gone.
     Delete(cmd::delete::Args),
+    /// Run the storage controllers (binding, provisioning, reclaim, protection, scheduling) against an API server.
+    Controller(cmd::controller::Args),
+    /// Run the node agent (kubelet's volume manager) for one node.
+    Agent(cmd::agent::Args),
+    /// Print a container's volume mounts as OCI runtime-spec mounts or `docker run -v` flags.
+    Mounts(cmd::mounts::Args),
+    /// kubernetes-csi's controller sidecars (provisioner, attacher, resizer) for a CSI driver.
+    CsiSidecar(cmd::csi_sidecar::Args),
+    /// node-driver-registrar: registers a node's CSI driver with kubelet.
+    CsiRegistrar(cmd::csi_registrar::Args),
 }
 
 /// Runs a client command on a small runtime; `Ok(false)` means "printed errors, exit non-zero".
@@ -57,6 +68,11 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Server(args) => cmd::server::run(args).map(|()| true),
+        Command::Controller(args) => cmd::controller::run(args).map(|()| true),
+        Command::Agent(args) => cmd::agent::run(args).map(|()| true),
+        Command::Mounts(args) => cmd::mounts::run(args).map(|()| true),
+        Command::CsiSidecar(args) => cmd::csi_sidecar::run(args).map(|()| true),
+        Command::CsiRegistrar(args) => cmd::csi_registrar::run(args).map(|()| true),
         Command::Apply(args) => run_client(cmd::apply::run(args)),
         Command::Get(args) => run_client(cmd::get::run(args)),
         Command::Describe(args) => run_client(cmd::describe::run(args)),

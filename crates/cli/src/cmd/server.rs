@@ -1,10 +1,13 @@
-//! `kvol server`: the API server on the embedded store, until SIGTERM or SIGINT.
+//! `kvol server`: the API server on the embedded store, and, in the same process, the controllers and the
+//! node agent for the local node, until SIGTERM or SIGINT. Each part can be turned off and run alone
+//! (`kvol controller`, `kvol agent`) against this or any API server.
 
 use anyhow::Context;
-use kvol_apiserver::ServerConfig;
+use kvol_apiserver::{Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// The default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/kvol";
@@ -23,22 +26,73 @@ pub struct Args {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 10)]
     watch_bookmark_interval: u64,
+    /// The local node the in-process agent serves.
+    #[command(flatten)]
+    node: super::agent::NodeArgs,
+    /// Where the `kvol.io/local-path` provisioner makes volumes; default: <data-dir>/local-path.
+    #[arg(long)]
+    local_path_dir: Option<PathBuf>,
+    /// Do not run the controllers (PV binding, provisioning, reclaim, protection, scheduling) in-process.
+    #[arg(long)]
+    no_controllers: bool,
+    /// Do not run the node agent for the local node in-process.
+    #[arg(long)]
+    no_agent: bool,
+}
+
+/// A future that resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = ServerConfig::new(args.data_dir, args.listen);
+    let mut config = ServerConfig::new(args.data_dir.clone(), args.listen);
     config.unix_socket = args.unix_socket;
     config.bookmark_interval = Duration::from_secs(args.watch_bookmark_interval.max(1));
+    let agent_config = super::agent::agent_config(&args.data_dir, &args.node);
+    let node_name = agent_config.node_name.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        let server = Server::bind(config).await.context("kvol server")?;
+        let client = crate::client::client_from_kubeconfig(server.kubeconfig_path())
+            .await
+            .context("connecting the in-process components to the API server")?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut parts = tokio::task::JoinSet::new();
+        if !args.no_controllers {
+            let local_path = args.local_path_dir.unwrap_or_else(|| args.data_dir.join("local-path"));
+            let config = kvol_controller::ControllerConfig::new(Some(local_path), node_name.clone());
+            let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
+            parts.spawn(async move {
+                (
+                    "controllers",
+                    kvol_controller::run_controllers(client, config, stop).await.map_err(anyhow::Error::from),
+                )
+            });
+        }
+        if !args.no_agent {
+            let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
+            parts.spawn(async move {
+                ("node agent", kvol_node::run_agent(client, agent_config, stop).await.map_err(anyhow::Error::from))
+            });
+        }
+        let shutdown = async move {
+            super::shutdown_signal().await;
+            // The in-process parts stop first, while the API server still answers them.
+            let _ = stop.send(true);
+            let drain = async {
+                while let Some(done) = parts.join_next().await {
+                    match done {
+                        Ok((part, Err(e))) => tracing::error!(part, error = %format!("{e:#}"), "stopped with an error"),
+                        Ok((part, Ok(()))) => tracing::info!(part, "stopped"),
+                        Err(e) => tracing::error!(error = %e, "a part panicked"),
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+                tracing::warn!("in-process parts did not stop within 5 s");
             }
         };
-        kvol_apiserver::run(config, shutdown).await.context("kvol server")
+        server.serve(shutdown).await.context("kvol server")
     })
 }

@@ -1,0 +1,54 @@
+//! `kvol agent`: the node agent (kubelet's volume manager) for one node, against any Kubernetes API
+//! server, until SIGTERM or SIGINT. `kvol server` runs the same agent in-process for its local node, with
+//! the same `--node-name` and `--root-dir` flags ([`NodeArgs`]).
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// The node flags `kvol agent` and `kvol server` share (kubelet's names).
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// The Node this agent registers and whose pods (`spec.nodeName`) it mounts volumes for; default: the
+    /// hostname.
+    #[arg(long, env = "KVOL_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Where pod volumes go: `<root-dir>/pods/<uid>/volumes/...` (default: `<data-dir>/kubelet`;
+    /// `/var/lib/kubelet` gives kubelet's paths).
+    #[arg(long)]
+    pub root_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The kubeconfig to reach the API server with (default: $KUBECONFIG, then <data-dir>/kubeconfig).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// kvol's data directory: its kubeconfig and the default root directory.
+    #[arg(long, env = "KVOL_DATA_DIR", default_value = crate::client::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// The agent's settings from the flags.
+pub fn agent_config(data_dir: &Path, node: &NodeArgs) -> kvol_node::AgentConfig {
+    kvol_node::AgentConfig::new(
+        node.node_name.clone().unwrap_or_else(crate::client::hostname),
+        node.root_dir.clone().unwrap_or_else(|| data_dir.join("kubelet")),
+    )
+}
+
+/// The kubeconfig `--kubeconfig`, `$KUBECONFIG` or `<data-dir>/kubeconfig` names.
+fn kubeconfig_path(flag: Option<PathBuf>, data_dir: &Path) -> PathBuf {
+    flag.or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from)).unwrap_or_else(|| data_dir.join("kubeconfig"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let client = crate::client::client_from_kubeconfig(&kubeconfig_path(args.kubeconfig, &args.data_dir)).await?;
+        let config = agent_config(&args.data_dir, &args.node);
+        tracing::info!(node = %config.node_name, root = %config.root_dir.display(), "kvol agent starting");
+        kvol_node::run_agent(client, config, super::shutdown_signal()).await.context("kvol agent")
+    })
+}
