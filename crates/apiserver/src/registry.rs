@@ -562,7 +562,11 @@ pub async fn bind_pod(
         let mut pod: Pod = decode_stored(&current)?;
         if let Some(uid) = binding["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
             if pod.metadata.uid.as_deref() != Some(uid) {
-                return Err(ApiError::conflict_because(resource, name, "Precondition failed: UID in precondition does not match"));
+                return Err(ApiError::conflict_because(
+                    resource,
+                    name,
+                    "Precondition failed: UID in precondition does not match",
+                ));
             }
         }
         let spec = pod.spec.get_or_insert_with(Default::default);
@@ -574,7 +578,11 @@ pub async fn bind_pod(
             ));
         }
         if pod.metadata.deletion_timestamp.is_some() {
-            return Err(ApiError::conflict_because(resource, name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict_because(
+                resource,
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         spec.node_name = Some(node.to_string());
         let status = pod.status.get_or_insert_with(Default::default);
@@ -590,7 +598,11 @@ pub async fn bind_pod(
         match state.store.put(key.clone(), value, Precondition::ModRevision(current.mod_revision)).await {
             Ok(_) => {
                 let status = serde_json::json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
-                return Ok(Written { body: serde_json::to_vec(&status).unwrap_or_default(), code: 201, warnings: vec![] });
+                return Ok(Written {
+                    body: serde_json::to_vec(&status).unwrap_or_default(),
+                    code: 201,
+                    warnings: vec![],
+                });
             }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(store_error(resource, name, e)),
