@@ -621,6 +621,13 @@ fn kubectl_applies_gets_and_describes_the_seed_examples_as_kvol_prints_them() {
         let args = ["describe", target[0], target[1]];
         let kubectl = s.kubectl(&args).unwrap().stdout();
         let kvol = s.kvol(&args).stdout();
+        // kubectl prints a ConfigMap's data in Go map order, which is random; kvol sorts the keys. Everything
+        // else, and each entry's text, must match exactly.
+        let (kvol, kubectl) = if target[0] == "cm" {
+            (sorted_config_map_entries(&kvol), sorted_config_map_entries(&kubectl))
+        } else {
+            (kvol, kubectl)
+        };
         assert_eq!(kvol, kubectl, "kvol describe {target:?} differs from kubectl");
     }
     assert_eq!(s.kubectl(&["describe", "pv", "nfs"]).unwrap().stdout(), PV_NFS_DESCRIBE);
@@ -809,4 +816,15 @@ fn kubectl_and_kvol_describe_a_node_with_its_pods_requests_alike() {
     let node = s.kvol(&["describe", "node", "node1"]).stdout();
     assert!(node.contains("  cpu                1750m (87%)   1 (50%)\n"), "{node}");
     assert!(node.contains("  memory             1280Mi (31%)  1224Mi (29%)\n"), "{node}");
+}
+
+/// `kubectl describe configmap` output with the entries of its `Data` section in sorted order (kubectl
+/// iterates a Go map there, so its order varies from run to run).
+fn sorted_config_map_entries(text: &str) -> String {
+    let Some(start) = text.find("Data\n====\n").map(|i| i + "Data\n====\n".len()) else { return text.to_string() };
+    let Some(end) = text[start..].find("\nBinaryData\n").map(|i| start + i) else { return text.to_string() };
+    // Each entry is `key:\n----\nvalue\n` followed by a blank line.
+    let mut entries: Vec<&str> = text[start..end].split_inclusive("\n\n").collect();
+    entries.sort();
+    format!("{}{}{}", &text[..start], entries.concat(), &text[end..])
 }

@@ -59,6 +59,9 @@ impl Server {
                 .args(["server", "--data-dir"])
                 .arg(dir.path())
                 .args(["--listen", &addr])
+                // These tests look at the API server and the CLI: no controller or agent changes objects
+                // behind their backs (those parts have their own tests).
+                .args(["--no-controllers", "--no-agent"])
                 .env("KVOL_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log fd"))
