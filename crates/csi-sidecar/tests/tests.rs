@@ -212,7 +212,7 @@ async fn a_failing_create_volume_backs_off_records_events_and_gives_up_at_the_th
     .await;
     assert!(started.elapsed() >= Duration::from_millis(1400), "retries were backed off: {:?}", started.elapsed());
     assert!(message.contains("InvalidArgument") && message.contains("bogus"), "{message}");
-    assert!(message.contains("StorageClass.storage.k8s.io \"bad\""), "{message}");
+    assert!(message.contains("StorageClass \"bad\""), "{message}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after: Vec<_> =
         c.events("default", "broken").await.into_iter().filter(|e| e.0 == "ProvisioningFailed").collect();
