@@ -49,6 +49,8 @@ fn start_server() -> Server {
         .args(["server", "--data-dir"])
         .arg(dir.path().join("data"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        // The controllers under test run in their own process: the server must not run its own copy.
+        .args(["--no-controllers", "--no-agent"])
         .env("KVOL_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
