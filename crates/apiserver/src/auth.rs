@@ -172,3 +172,26 @@ pub fn bearer(tokens: &Tokens, header: Option<&str>) -> Option<User> {
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
     tokens.authenticate(token.trim())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_token_issued_while_serving_authenticates_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.csv");
+        let (tokens, admin) = Tokens::load_or_create(&path).unwrap();
+        assert_eq!(tokens.authenticate(&admin).unwrap().groups, vec!["system:masters".to_string()]);
+        assert!(tokens.authenticate("not-a-token").is_none());
+        // File times can be coarse: make sure the file looks changed to the reload check.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let token = add_node_token(&path, "n1").unwrap();
+        let user = tokens.authenticate(&token).expect("the new token is picked up");
+        assert_eq!(user.name, "system:node:n1");
+        assert_eq!(user.groups, vec!["system:nodes".to_string()]);
+        assert!(add_node_token(&path, "bad,name").is_err());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

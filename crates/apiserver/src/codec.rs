@@ -233,8 +233,8 @@ pub fn with_resource_version(stored: &[u8], rv: i64) -> Vec<u8> {
     if let Some(pos) = find(stored, NEEDLE) {
         let at = pos + NEEDLE.len();
         let prefix = &stored[..pos];
-        // apiVersion and kind are validated plain strings: no nested object can precede metadata.
-        if !prefix.contains(&b'{') || prefix.iter().filter(|&&c| c == b'{').count() == 1 {
+        // apiVersion and kind are validated plain strings: only the object's own brace precedes metadata.
+        if prefix.iter().filter(|&&c| c == b'{').count() == 1 {
             let rv_field = format!("\"resourceVersion\":\"{rv}\"");
             let mut out = Vec::with_capacity(stored.len() + rv_field.len() + 1);
             out.extend_from_slice(&stored[..at]);

@@ -342,9 +342,7 @@ async fn write_update<T: ApiObject>(
             .delete(key, Precondition::ModRevision(current.mod_revision))
             .await
             .map_err(|e| store_error(resource, name, e))?;
-        let mut gone = with_resource_version(&value, kv.mod_revision);
-        gone.shrink_to_fit();
-        return Ok(Written { body: gone, code: 200, warnings: vec![] });
+        return Ok(Written { body: with_resource_version(&value, kv.mod_revision), code: 200, warnings: vec![] });
     }
     let kv = state
         .store
