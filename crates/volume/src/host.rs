@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::storage::v1::{CSIDriver, VolumeAttachment};
 
 use crate::error::Result;
 
@@ -20,8 +21,43 @@ pub trait VolumeHost: Send + Sync {
     /// A Secret by namespace and name.
     fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>>;
 
+    /// The node this host is (`--node-name`); empty where no node is known (the controller's host).
+    fn node_name(&self) -> &str {
+        ""
+    }
+
+    /// A CSIDriver object by name (its `attachRequired`, `podInfoOnMount`, `fsGroupPolicy`…).
+    fn csi_driver(&self, name: &str) -> Result<Option<CSIDriver>> {
+        Err(unavailable("csidrivers", "", name))
+    }
+
+    /// A VolumeAttachment by name, read now (the CSI plugin waits on its `status.attached`).
+    fn volume_attachment(&self, name: &str) -> Result<Option<VolumeAttachment>> {
+        Err(unavailable("volumeattachments", "", name))
+    }
+
+    /// The device path this node's `status.volumesAttached` records for `unique_name`, read now; `None`
+    /// while the controller has not attached it.
+    fn attached_device_path(&self, unique_name: &str) -> Result<Option<String>> {
+        Err(unavailable("nodes", "", unique_name))
+    }
+
+    /// A pod by namespace and name (for the pod information some drivers ask for).
+    fn pod(&self, namespace: &str, name: &str) -> Result<Option<Pod>> {
+        Err(unavailable("pods", namespace, name))
+    }
+
     /// `<root>/pods/<uid>/volumes/<escaped plugin>/<volume>`.
     fn pod_volume_dir(&self, pod_uid: &str, plugin: &str, volume: &str) -> PathBuf {
         kvol_mount::paths::pod_volume_dir(self.root_dir(), pod_uid, plugin, volume)
+    }
+}
+
+fn unavailable(resource: &'static str, namespace: &str, name: &str) -> crate::Error {
+    crate::Error::ObjectUnavailable {
+        resource,
+        namespace: namespace.into(),
+        name: name.into(),
+        reason: "this host has no API access".into(),
     }
 }

@@ -18,7 +18,10 @@ pub mod spec;
 
 pub use error::{Error, ErrorClass, Result};
 pub use host::VolumeHost;
-pub use plugin::{LimitedVolume, Mounter, MounterArgs, PodRef, Unmounter, VolumePlugin};
+pub use plugin::{
+    AttachablePlugin, DeviceMountRef, DeviceVolumePlugin, LimitedVolume, Mounter, MounterArgs, PodRef, Unmounter,
+    VolumePlugin,
+};
 pub use plugins::{all_plugins, names};
-pub use registry::PluginRegistry;
+pub use registry::{PluginRegistry, PluginSource};
 pub use spec::VolumeSpec;

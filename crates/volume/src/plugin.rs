@@ -32,8 +32,9 @@ pub struct MounterArgs {
 /// A volume type. Implementations are stateless and shared; per-volume work goes through the
 /// [`Mounter`]/[`Unmounter`] they create.
 pub trait VolumePlugin: Send + Sync {
-    /// The plugin's qualified name (`kubernetes.io/empty-dir`); escaped, it names the volume's directory.
-    fn name(&self) -> &'static str;
+    /// The plugin's qualified name (`kubernetes.io/empty-dir`; a FlexVolume driver's `vendor/driver`);
+    /// escaped, it names the volume's directory under the pod.
+    fn name(&self) -> &str;
 
     /// Whether `spec` is of this plugin's type.
     fn can_support(&self, spec: &VolumeSpec) -> bool;
@@ -65,6 +66,93 @@ pub trait VolumePlugin: Send + Sync {
     fn as_limited(&self) -> Option<&dyn LimitedVolume> {
         None
     }
+
+    /// The device phase, for plugins whose volumes are attached to the node and/or mounted once per node
+    /// before pods use them (flexVolume, csi). `None` for plugins that only set volumes up per pod.
+    fn as_device(&self) -> Option<&dyn DeviceVolumePlugin> {
+        None
+    }
+
+    /// The controller's attach/detach, for plugins whose drivers attach volumes to nodes themselves
+    /// (flexVolume: the driver's `attach`/`detach`). CSI attaches through VolumeAttachment objects instead.
+    fn as_attachable(&self) -> Option<&dyn AttachablePlugin> {
+        None
+    }
+}
+
+/// A device mount found on disk, for reconstruction after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceMountRef {
+    /// The plugin's qualified name (as [`VolumePlugin::name`]).
+    pub plugin: String,
+    /// kubelet's unique volume name (as [`DeviceVolumePlugin::unique_name`]).
+    pub unique_name: String,
+    /// The global path (as [`DeviceVolumePlugin::device_mount_path`]).
+    pub device_mount_path: PathBuf,
+}
+
+/// The node's device phase of a volume (kubelet's `AttachableVolumePlugin` node half plus
+/// `DeviceMountableVolumePlugin`): wait until the volume is attached, mount it once per node at a global
+/// path, and unmount it there when the last pod's mount of it is gone. The pod's [`Mounter`] then makes the
+/// volume visible in the pod from that global path (a bind, a driver's `mount`, a CSI `NodePublishVolume`).
+///
+/// The node agent keys this phase by [`DeviceVolumePlugin::unique_name`], so two pods sharing a volume share
+/// one device mount, and orders it: `wait_for_attach` → `mount_device` before any pod mount; pod unmounts
+/// before `unmount_device`. Every method is idempotent and may block (driver calls run on the blocking pool).
+pub trait DeviceVolumePlugin: Send + Sync {
+    /// kubelet's unique volume name, `<plugin name>/<volume name>` (`flexvolume-k8s/loop/vol1`,
+    /// `kubernetes.io/csi/<driver>^<volumeHandle>`): what node status `volumesAttached`/`volumesInUse` name.
+    fn unique_name(&self, spec: &VolumeSpec, host: &dyn VolumeHost) -> Result<String>;
+
+    /// Whether the volume must be attached to the node (and the attachment confirmed) before
+    /// [`DeviceVolumePlugin::mount_device`]. False for a non-attachable flex driver or a CSI driver whose
+    /// CSIDriver says `attachRequired: false`.
+    fn requires_attach(&self, spec: &VolumeSpec, host: &dyn VolumeHost) -> Result<bool>;
+
+    /// Waits (up to the plugin's limit) until the attached volume is usable on this node and returns the
+    /// device path to mount. `device_path` is what attach reported (node `status.volumesAttached[].devicePath`,
+    /// or the agent's own attach); empty for volumes that need no attach.
+    fn wait_for_attach(&self, spec: &VolumeSpec, device_path: &str, host: &dyn VolumeHost) -> Result<String>;
+
+    /// The per-node global path of the volume (`<root>/plugins/kubernetes.io/flexvolume/<vendor>/<driver>/mounts/<volume>`,
+    /// `<root>/plugins/kubernetes.io/csi/<driver>/<sha256(handle)>/globalmount`).
+    fn device_mount_path(&self, spec: &VolumeSpec, host: &dyn VolumeHost) -> Result<PathBuf>;
+
+    /// Mounts the device at `device_mount_path` (idempotent: a correct existing mount is success). A plugin
+    /// without a per-node mount (a CSI driver without STAGE_UNSTAGE_VOLUME) does nothing.
+    fn mount_device(
+        &self,
+        spec: &VolumeSpec,
+        device_path: &str,
+        device_mount_path: &Path,
+        host: &dyn VolumeHost,
+    ) -> Result<()>;
+
+    /// Unmounts `device_mount_path` (idempotent: nothing there is success). The agent calls it only when no
+    /// pod uses the volume any more.
+    fn unmount_device(&self, unique_name: &str, device_mount_path: &Path, host: &dyn VolumeHost) -> Result<()>;
+
+    /// The device mounts of this plugin on disk (reconstruction after a restart).
+    fn find_device_mounts(&self, host: &dyn VolumeHost) -> Result<Vec<DeviceMountRef>>;
+}
+
+/// The controller's half of attach (kubelet's `Attacher`/`Detacher` as the attach/detach controller runs
+/// them), for plugins whose driver attaches: flexVolume drivers whose `init` says `attach: true`.
+pub trait AttachablePlugin: Send + Sync {
+    /// Whether this volume needs the controller's attach (the driver's capability).
+    fn is_attachable(&self, spec: &VolumeSpec) -> bool;
+
+    /// The volume name used for detach: the part of the unique name after `<plugin name>/`.
+    fn volume_name_for_attach(&self, spec: &VolumeSpec) -> Result<String>;
+
+    /// Attaches the volume to `node`; returns the device path recorded in node `status.volumesAttached`.
+    fn attach(&self, spec: &VolumeSpec, node: &str) -> Result<String>;
+
+    /// Whether the volume is attached to `node` (a driver without `isattached` answers true).
+    fn is_attached(&self, spec: &VolumeSpec, node: &str) -> Result<bool>;
+
+    /// Detaches the volume named `volume_name` (see [`AttachablePlugin::volume_name_for_attach`]) from `node`.
+    fn detach(&self, volume_name: &str, node: &str) -> Result<()>;
 }
 
 /// Sets one volume up for one pod.

@@ -6,10 +6,20 @@ use crate::error::{Error, Result};
 use crate::plugin::VolumePlugin;
 use crate::spec::VolumeSpec;
 
-/// Plugins by name. Lookup by spec fails on zero or several matches, as kubelet's `FindPluginBySpec` does.
+/// Plugins that come and go while the agent runs (FlexVolume drivers found by probing the plugin
+/// directory, kubelet's `DynamicPluginProber`). The registry asks for the current set at every lookup, so
+/// a source must answer from memory.
+pub trait PluginSource: Send + Sync {
+    /// The plugins usable now.
+    fn plugins(&self) -> Vec<Arc<dyn VolumePlugin>>;
+}
+
+/// Plugins by name: the static ones registered at start, then those of the dynamic sources. Lookup by spec
+/// fails on zero or several matches, as kubelet's `FindPluginBySpec` does.
 #[derive(Default, Clone)]
 pub struct PluginRegistry {
     plugins: Vec<Arc<dyn VolumePlugin>>,
+    sources: Vec<Arc<dyn PluginSource>>,
 }
 
 impl PluginRegistry {
@@ -36,9 +46,24 @@ impl PluginRegistry {
         Ok(registry)
     }
 
+    /// Adds a dynamic source; its plugins are looked up after the static ones.
+    pub fn add_source(&mut self, source: Arc<dyn PluginSource>) {
+        self.sources.push(source);
+    }
+
+    /// Every plugin usable now: the static ones, then the sources'.
+    pub fn all(&self) -> Vec<Arc<dyn VolumePlugin>> {
+        let mut all = self.plugins.clone();
+        for source in &self.sources {
+            all.extend(source.plugins());
+        }
+        all
+    }
+
     /// The one plugin supporting `spec`.
     pub fn find_by_spec(&self, spec: &VolumeSpec) -> Result<Arc<dyn VolumePlugin>> {
-        let matches: Vec<_> = self.plugins.iter().filter(|p| p.can_support(spec)).collect();
+        let all = self.all();
+        let matches: Vec<_> = all.iter().filter(|p| p.can_support(spec)).collect();
         match matches.as_slice() {
             [one] => Ok(Arc::clone(one)),
             [] => Err(Error::NoPlugin(format!("no volume plugin matched volume {:?}", spec.name()))),
@@ -52,16 +77,15 @@ impl PluginRegistry {
 
     /// The plugin named `name`.
     pub fn find_by_name(&self, name: &str) -> Result<Arc<dyn VolumePlugin>> {
-        self.plugins
-            .iter()
+        self.all()
+            .into_iter()
             .find(|p| p.name() == name)
-            .cloned()
             .ok_or_else(|| Error::NoPlugin(format!("no volume plugin matched name: {name}")))
     }
 
-    /// The registered names.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.plugins.iter().map(|p| p.name()).collect()
+    /// The names of the plugins usable now.
+    pub fn names(&self) -> Vec<String> {
+        self.all().iter().map(|p| p.name().to_string()).collect()
     }
 }
 

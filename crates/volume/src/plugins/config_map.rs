@@ -24,7 +24,7 @@ fn source(spec: &VolumeSpec) -> Option<&ConfigMapVolumeSource> {
 }
 
 impl VolumePlugin for ConfigMapPlugin {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         CONFIG_MAP
     }
 

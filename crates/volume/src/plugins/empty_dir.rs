@@ -58,7 +58,7 @@ pub fn medium_and_limit(spec: &VolumeSpec) -> Result<(Medium, Option<u64>)> {
 }
 
 impl VolumePlugin for EmptyDirPlugin {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         EMPTY_DIR
     }
 

@@ -23,7 +23,7 @@ fn source(spec: &VolumeSpec) -> Option<&k8s_openapi::api::core::v1::HostPathVolu
 }
 
 impl VolumePlugin for HostPathPlugin {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         HOST_PATH
     }
 

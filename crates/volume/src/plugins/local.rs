@@ -21,7 +21,7 @@ fn local_path(spec: &VolumeSpec) -> Option<&str> {
 }
 
 impl VolumePlugin for LocalPlugin {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         LOCAL
     }
 

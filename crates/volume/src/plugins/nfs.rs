@@ -28,7 +28,7 @@ fn source(spec: &VolumeSpec) -> Option<(&NFSVolumeSource, bool)> {
 }
 
 impl VolumePlugin for NfsPlugin {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NFS
     }
 

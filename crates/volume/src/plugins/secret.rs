@@ -24,7 +24,7 @@ fn source(spec: &VolumeSpec) -> Option<&SecretVolumeSource> {
 }
 
 impl VolumePlugin for SecretPlugin {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         SECRET
     }
 
