@@ -31,12 +31,34 @@ pub struct ActualVolume {
     pub outer_name: Option<String>,
     /// Whether the volume is read-only for the pod.
     pub read_only: bool,
+    /// The unique name of the device the pod's mount uses, if its plugin has a device phase; `None` for
+    /// reconstructed volumes (not known until set up again).
+    pub device: Option<String>,
+}
+
+/// One device on this host: attached (if it needs attaching) and mounted at its per-node global path.
+#[derive(Debug, Clone)]
+pub struct ActualDevice {
+    /// kubelet's unique volume name.
+    pub unique_name: String,
+    /// The plugin's qualified name.
+    pub plugin: String,
+    /// What `wait_for_attach` returned (empty for volumes that need no attach, or reconstructed ones).
+    pub device_path: String,
+    /// The global mount path.
+    pub device_mount_path: std::path::PathBuf,
+    /// Mounted, or uncertain (in flight, failed part-way, or reconstructed).
+    pub state: MountState,
+    /// Whether this agent attached it (controller attach/detach disabled), and so must detach it.
+    pub attached_by_agent: bool,
 }
 
 /// The actual state.
 #[derive(Debug, Default)]
 pub struct ActualState {
     volumes: BTreeMap<VolumeId, ActualVolume>,
+    /// Devices by unique name.
+    devices: BTreeMap<String, ActualDevice>,
     /// Pods with a directory under `<root>/pods`.
     pod_dirs: BTreeSet<String>,
     /// Pods whose subPath binds are all set up.
@@ -72,6 +94,35 @@ impl ActualState {
         // Ids order by pod uid first: one range, not a scan.
         let from = VolumeId { pod_uid: uid.to_string(), plugin: String::new(), spec_name: String::new() };
         self.volumes.range(from..).map(|(_, v)| v).take_while(move |v| v.id.pod_uid == uid)
+    }
+
+    /// Adds or replaces a device.
+    pub fn set_device(&mut self, d: ActualDevice) {
+        self.devices.insert(d.unique_name.clone(), d);
+    }
+
+    /// Removes a device (unmounted and, if the agent attached it, detached).
+    pub fn remove_device(&mut self, unique_name: &str) -> Option<ActualDevice> {
+        self.devices.remove(unique_name)
+    }
+
+    /// A device.
+    pub fn device(&self, unique_name: &str) -> Option<&ActualDevice> {
+        self.devices.get(unique_name)
+    }
+
+    /// Every device.
+    pub fn devices(&self) -> impl Iterator<Item = &ActualDevice> {
+        self.devices.values()
+    }
+
+    /// Whether a pod's mount may still use the device: a pod volume set up from it, or a volume of the same
+    /// plugin whose device is not known (reconstructed, not yet set up or torn down again).
+    pub fn device_in_use_by_pods(&self, d: &ActualDevice) -> bool {
+        self.volumes.values().any(|v| match &v.device {
+            Some(u) => u == &d.unique_name,
+            None => v.id.plugin == d.plugin,
+        })
     }
 
     /// Records that a pod directory exists.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::storage::v1::CSIDriver;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
 use kvol_volume::PluginRegistry;
@@ -36,22 +37,33 @@ pub async fn run_agent_with(
         .map_err(|source| Error::ReadDir { path: root.clone(), source })?;
     let registry = PluginRegistry::with(kvol_volume::all_plugins())?;
 
-    // Reconstruction uses the disk only, before anything is read from the API server.
-    let mut actual = ActualState::default();
-    let report = crate::reconstruct::reconstruct(&root, &registry, &mut actual)?;
-    tracing::info!(volumes = report.volumes, unknown = report.unknown.len(), root = %root.display(), "reconstructed the actual state");
-
-    crate::node_status::register(&client, &config.node_name).await?;
-
     let mut tasks = JoinSet::new();
     let (cm_store, cm_writer) = reflector::store::<ConfigMap>();
     let (secret_store, secret_writer) = reflector::store::<Secret>();
-    let host = Arc::new(AgentHost::new(
-        root.clone(),
-        Arc::clone(&mounter),
-        Some(cm_store.clone()),
-        Some(secret_store.clone()),
-    ));
+    let (csi_driver_store, csi_driver_writer) = reflector::store::<CSIDriver>();
+    let host: Arc<dyn kvol_volume::VolumeHost> = Arc::new(
+        AgentHost::new(root.clone(), Arc::clone(&mounter), Some(cm_store.clone()), Some(secret_store.clone()))
+            .with_api(
+                config.node_name.clone(),
+                client.clone(),
+                tokio::runtime::Handle::current(),
+                csi_driver_store.clone(),
+            ),
+    );
+
+    // Reconstruction uses the disk only, before anything is read from the API server.
+    let mut actual = ActualState::default();
+    let report = crate::reconstruct::reconstruct(
+        &root,
+        &registry,
+        host.as_ref(),
+        !config.controller_attach_detach,
+        &mut actual,
+    )?;
+    tracing::info!(volumes = report.volumes, devices = report.devices, unknown = report.unknown.len(), root = %root.display(), "reconstructed the actual state");
+
+    crate::node_status::register(&client, &config.node_name).await?;
+
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let manager = Manager::new(config.clone(), registry, host, mounter, actual, events_tx);
 
@@ -83,19 +95,30 @@ pub async fn run_agent_with(
             }
         });
     }
-    // ConfigMap and Secret lookups must not answer "not found" from an empty cache.
+    {
+        let api: Api<CSIDriver> = Api::all(client.clone());
+        let stream =
+            reflector::reflector(csi_driver_writer, watcher(api, watcher::Config::default()).default_backoff());
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while stream.next().await.is_some() {}
+        });
+    }
+    // ConfigMap, Secret and CSIDriver lookups must not answer "not found" from an empty cache.
     let ready = async {
         let _ = cm_store.wait_until_ready().await;
         let _ = secret_store.wait_until_ready().await;
+        let _ = csi_driver_store.wait_until_ready().await;
     };
     if tokio::time::timeout(std::time::Duration::from_secs(30), ready).await.is_err() {
-        return Err(Error::Watch("ConfigMap/Secret caches did not sync in 30s".into()));
+        return Err(Error::Watch("ConfigMap/Secret/CSIDriver caches did not sync in 30s".into()));
     }
 
     tasks.spawn(crate::status::event_writer(client.clone(), config.node_name.clone(), events_rx));
     tasks.spawn(crate::status::status_loop(Arc::clone(&manager), client.clone()));
     tasks.spawn(crate::status::usage_loop(Arc::clone(&manager), client.clone()));
     tasks.spawn(reconciler_loop(Arc::clone(&manager)));
+    tasks.spawn(crate::node_status::volumes_in_use_loop(Arc::clone(&manager), client.clone()));
     tasks.spawn(populator_loop(Arc::clone(&manager), client.clone()));
     {
         let client = client.clone();
@@ -202,7 +225,7 @@ async fn process_pod(manager: &Arc<Manager>, client: &Client, pod: Pod) {
         manager.touch(&uid);
         return;
     }
-    let desired = crate::populator::desired_pod(client, &manager.registry, Arc::new(pod)).await;
+    let desired = crate::populator::desired_pod(client, &manager.registry, &manager.host, Arc::new(pod)).await;
     manager.desired.lock().set_pod(desired);
     manager.touch(&uid);
 }

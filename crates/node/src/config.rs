@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// kubelet's default `--volume-plugin-dir`.
+pub const DEFAULT_VOLUME_PLUGIN_DIR: &str = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec/";
+
 /// The root under kvol's data directory when `--root-dir` is not given.
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/kvol/kubelet";
 
@@ -24,6 +27,12 @@ pub struct AgentConfig {
     pub usage_check_period: Duration,
     /// Delete terminating pods (gracePeriodSeconds=0) once their volumes are torn down, as kubelet does.
     pub delete_terminated_pods: bool,
+    /// `--enable-controller-attach-detach`: the attach/detach controller attaches this node's volumes
+    /// (true, kubelet's default); false makes the agent attach and detach them itself.
+    pub controller_attach_detach: bool,
+    /// `--volume-plugin-dir`: where FlexVolume drivers are found (`vendor~driver/driver`); `None` disables
+    /// FlexVolume.
+    pub volume_plugin_dir: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -37,6 +46,8 @@ impl AgentConfig {
             heartbeat_period: Duration::from_secs(10),
             usage_check_period: Duration::from_secs(10),
             delete_terminated_pods: true,
+            controller_attach_detach: true,
+            volume_plugin_dir: None,
         }
     }
 }

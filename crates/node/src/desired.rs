@@ -19,6 +19,15 @@ pub enum ObjectRef {
     Secret(String),
 }
 
+/// The device phase a volume needs before its pod mount (attach, then the per-node device mount).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredDevice {
+    /// kubelet's unique volume name: keys the device in both states and in node status.
+    pub unique_name: String,
+    /// Whether it must be attached first (by the controller, or by the agent itself).
+    pub requires_attach: bool,
+}
+
 /// One volume one pod needs.
 #[derive(Clone)]
 pub struct DesiredVolume {
@@ -35,6 +44,8 @@ pub struct DesiredVolume {
     pub generation: u64,
     /// The followed object, if any.
     pub object: Option<ObjectRef>,
+    /// The device phase, for plugins that have one (filled in by the populator).
+    pub device: Option<DesiredDevice>,
 }
 
 /// One pod's desired volumes.
@@ -145,6 +156,16 @@ impl DesiredState {
     /// Marks the desired state complete.
     pub fn mark_populated(&mut self) {
         self.populated = true;
+    }
+
+    /// The unique names of every device a desired volume needs (kubelet's volumes "in use" on the node).
+    pub fn devices(&self) -> impl Iterator<Item = &DesiredDevice> {
+        self.pods.values().flat_map(|p| p.volumes.values()).filter_map(|v| v.device.as_ref())
+    }
+
+    /// Whether a desired volume needs the device `unique_name`.
+    pub fn wants_device(&self, unique_name: &str) -> bool {
+        self.devices().any(|d| d.unique_name == unique_name)
     }
 
     /// Whether `id` is desired.

@@ -28,7 +28,7 @@ pub mod subpath;
 pub mod volume_id;
 
 pub use agent::{run_agent, run_agent_with};
-pub use config::{AgentConfig, DEFAULT_ROOT_DIR};
+pub use config::{AgentConfig, DEFAULT_ROOT_DIR, DEFAULT_VOLUME_PLUGIN_DIR};
 pub use container_mounts::{container_mounts, to_docker, to_oci, volume_path, ContainerMount, Propagation};
 pub use error::{Error, Result};
 pub use status::VOLUMES_READY;

@@ -9,9 +9,9 @@ use kvol_volume::{ErrorClass, PluginRegistry, PodRef, VolumeHost};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
-use crate::actual::{ActualState, ActualVolume, MountState};
+use crate::actual::{ActualDevice, ActualState, ActualVolume, MountState};
 use crate::config::AgentConfig;
-use crate::desired::{DesiredState, ObjectRef};
+use crate::desired::{DesiredState, DesiredVolume, ObjectRef};
 use crate::executor::Executor;
 use crate::reconciler::{plan, Operation, Scope};
 
@@ -77,6 +77,11 @@ pub struct Manager {
     dirty: Mutex<HashSet<String>>,
     /// Pods changed since the status loop's last pass.
     status_dirty: Mutex<HashSet<String>>,
+    /// The devices node status last reported in use: a device the controller attaches is mounted only once
+    /// it is reported, so that the controller never detaches a volume being mounted (kubelet's rule).
+    pub reported_in_use: Mutex<std::collections::BTreeSet<String>>,
+    /// Wakes the in-use reporter.
+    pub in_use_wake: Notify,
     events: mpsc::UnboundedSender<PodEvent>,
 }
 
@@ -112,6 +117,8 @@ impl Manager {
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_OPERATIONS)),
             dirty: Mutex::new(HashSet::new()),
             status_dirty: Mutex::new(HashSet::new()),
+            reported_in_use: Mutex::new(Default::default()),
+            in_use_wake: Notify::new(),
             events,
         })
     }
@@ -188,6 +195,16 @@ impl Manager {
 
     /// Starts `op` unless its key is busy or backing off.
     pub fn dispatch(self: &Arc<Self>, op: Operation) {
+        if let Operation::MountDevice { volume, .. } = &op {
+            let needs_report = self.config.controller_attach_detach
+                && volume.device.as_ref().is_some_and(|d| {
+                    d.requires_attach && !self.reported_in_use.lock().contains(&d.unique_name)
+                });
+            if needs_report {
+                self.in_use_wake.notify_one();
+                return;
+            }
+        }
         let key = op.key();
         if self.executor.try_start(&key, Instant::now()).is_err() {
             return;
@@ -205,9 +222,26 @@ impl Manager {
                         generation: 0,
                         outer_name: Some(volume.outer_name.clone()),
                         read_only: false,
+                        device: volume.device.as_ref().map(|d| d.unique_name.clone()),
                     });
                 }
                 prior
+            }
+            Operation::MountDevice { volume, .. } => {
+                if let Some(d) = &volume.device {
+                    let mut actual = self.actual.lock();
+                    if actual.device(&d.unique_name).is_none() {
+                        actual.set_device(ActualDevice {
+                            unique_name: d.unique_name.clone(),
+                            plugin: volume.plugin.name().to_string(),
+                            device_path: String::new(),
+                            device_mount_path: std::path::PathBuf::new(),
+                            state: MountState::Uncertain,
+                            attached_by_agent: false,
+                        });
+                    }
+                }
+                None
             }
             Operation::SetUpSubpaths { pod, .. } => {
                 self.actual.lock().set_subpaths(pod.metadata.uid.as_deref().unwrap_or_default(), false);
@@ -255,6 +289,7 @@ impl Manager {
                             generation: volume.generation,
                             outer_name: Some(volume.outer_name.clone()),
                             read_only,
+                            device: volume.device.as_ref().map(|d| d.unique_name.clone()),
                         });
                         if let Some(errors) = self.errors.lock().get_mut(&pod.uid) {
                             errors.remove(&volume.outer_name);
@@ -332,6 +367,22 @@ impl Manager {
                     }
                 }
             }
+            Operation::MountDevice { volume, pod } => self.run_mount_device(volume, pod),
+            Operation::UnmountDevice { unique_name } => {
+                let Some(device) = self.actual.lock().device(unique_name).cloned() else { return true };
+                match crate::operations::unmount_device(&self.host, &self.registry, &device) {
+                    Ok(()) => {
+                        tracing::info!(volume = %unique_name, path = %device.device_mount_path.display(), "UnmountDevice succeeded");
+                        self.actual.lock().remove_device(unique_name);
+                        true
+                    }
+                    Err(err) => {
+                        tracing::warn!(volume = %unique_name, "UnmountDevice failed: {err}");
+                        self.stats.lock().failures += 1;
+                        false
+                    }
+                }
+            }
             Operation::RemovePodDir { uid } => {
                 match crate::operations::remove_pod_dir(self.mounter.as_ref(), &self.config.root_dir, uid) {
                     Ok(()) => {
@@ -347,6 +398,65 @@ impl Manager {
                 }
             }
         }
+    }
+
+    /// Runs a device mount and records its outcome: mounted, uncertain (something may be on the host: a
+    /// timed-out mount, or the agent's own attach), or gone.
+    fn run_mount_device(&self, volume: &DesiredVolume, pod: &PodRef) -> bool {
+        let Some(wanted) = &volume.device else { return true };
+        let self_attach = !self.config.controller_attach_detach && wanted.requires_attach;
+        match crate::operations::mount_device(&self.host, volume, self_attach) {
+            Ok(device) => {
+                tracing::info!(volume = %device.unique_name, path = %device.device_mount_path.display(), device = %device.device_path, "MountDevice succeeded");
+                let mut actual = self.actual.lock();
+                let attached_before = actual.device(&device.unique_name).is_some_and(|d| d.attached_by_agent);
+                actual.set_device(ActualDevice { attached_by_agent: device.attached_by_agent || attached_before, ..device });
+                drop(actual);
+                if let Some(errors) = self.errors.lock().get_mut(&pod.uid) {
+                    errors.remove(&volume.outer_name);
+                }
+                true
+            }
+            Err(failure) => {
+                tracing::warn!(volume = %wanted.unique_name, pod = %format!("{}/{}", pod.namespace, pod.name), "{}", failure.message);
+                {
+                    let mut actual = self.actual.lock();
+                    let prior = actual.device(&wanted.unique_name).cloned();
+                    let attached = failure.attached || prior.as_ref().is_some_and(|d| d.attached_by_agent);
+                    let found_before = prior.as_ref().is_some_and(|d| !d.device_mount_path.as_os_str().is_empty());
+                    if attached || failure.uncertain || found_before {
+                        let path = failure
+                            .device_mount_path
+                            .or_else(|| prior.as_ref().map(|d| d.device_mount_path.clone()))
+                            .unwrap_or_default();
+                        actual.set_device(ActualDevice {
+                            unique_name: wanted.unique_name.clone(),
+                            plugin: volume.plugin.name().to_string(),
+                            device_path: prior.map(|d| d.device_path).unwrap_or_default(),
+                            device_mount_path: path,
+                            state: MountState::Uncertain,
+                            attached_by_agent: attached,
+                        });
+                    } else {
+                        actual.remove_device(&wanted.unique_name);
+                    }
+                }
+                self.record_mount_error(pod, &volume.outer_name, failure.message);
+                self.stats.lock().failures += 1;
+                false
+            }
+        }
+    }
+
+    /// The unique names of the devices in use on this node, sorted: those desired volumes need and those
+    /// still mounted (kubelet's `volumesInUse`, which gates the controller's detach).
+    pub fn volumes_in_use(&self) -> Vec<String> {
+        let desired = self.desired.lock();
+        let actual = self.actual.lock();
+        let mut names: std::collections::BTreeSet<String> =
+            desired.devices().map(|d| d.unique_name.clone()).collect();
+        names.extend(actual.devices().map(|d| d.unique_name.clone()));
+        names.into_iter().collect()
     }
 
     fn record_mount_error(&self, pod: &PodRef, volume: &str, message: String) {

@@ -88,3 +88,35 @@ pub async fn heartbeat(client: &Client, node: &str) -> Result<()> {
         .map_err(Error::api(format!("updating node {node} status")))?;
     Ok(())
 }
+
+/// Keeps the Node's `status.volumesInUse` equal to the devices this agent needs or still has mounted
+/// (kubelet's volume manager `GetVolumesInUse`, written with the node status). The attach/detach controller
+/// detaches nothing listed there, and the agent mounts a controller-attached device only once it is listed.
+/// Written when it changes (checked every 500 ms, or at once when the reconciler asks), and every minute.
+pub async fn volumes_in_use_loop(manager: std::sync::Arc<crate::manager::Manager>, client: Client) {
+    let nodes: Api<Node> = Api::all(client);
+    let node = manager.config.node_name.clone();
+    let mut written: Option<Vec<String>> = None;
+    let mut last_write = tokio::time::Instant::now();
+    loop {
+        let in_use = manager.volumes_in_use();
+        let stale = last_write.elapsed() >= std::time::Duration::from_secs(60);
+        if written.as_ref() != Some(&in_use) || stale {
+            let attached = serde_json::json!({ "status": { "volumesInUse": in_use } });
+            match nodes.patch_status(&node, &PatchParams::default(), &Patch::Merge(&attached)).await {
+                Ok(_) => {
+                    tracing::debug!(volumes = ?in_use, "reported volumes in use");
+                    *manager.reported_in_use.lock() = in_use.iter().cloned().collect();
+                    written = Some(in_use);
+                    last_write = tokio::time::Instant::now();
+                    manager.reconcile_all();
+                }
+                Err(e) => tracing::warn!("updating node {node} volumesInUse: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = manager.in_use_wake.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+    }
+}

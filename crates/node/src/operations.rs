@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kvol_volume::{MounterArgs, PluginRegistry, PodRef, VolumeHost};
 
+use crate::actual::{ActualDevice, MountState};
 use crate::desired::DesiredVolume;
 use crate::error::{Error, Result};
 use crate::volume_id::VolumeId;
@@ -80,4 +81,114 @@ pub fn remove_pod_dir(mounter: &dyn kvol_mount::Mounter, root: &Path, uid: &str)
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::RemovePodDir { path: pod_dir, source: e }),
         _ => Ok(()),
     }
+}
+
+/// Why a device operation failed, and what it may have left on the host.
+#[derive(Debug)]
+pub struct DeviceFailure {
+    /// kubelet's text (`MountVolume.MountDevice failed for volume "x" : …`), for the pod's event.
+    pub message: String,
+    /// The agent attached the volume before the failure: it must detach it if nobody wants it.
+    pub attached: bool,
+    /// The failure may have left a mount (a timeout): the device stays uncertain.
+    pub uncertain: bool,
+    /// The global path, when it was known.
+    pub device_mount_path: Option<PathBuf>,
+}
+
+/// Attaches the volume (when `self_attach`) or finds the controller's attachment in node status, waits
+/// for it on this node, and mounts it at its global path (kubelet's VerifyControllerAttachedVolume or
+/// AttachVolume, then WaitForAttach and MountDevice). Idempotent.
+pub fn mount_device(
+    host: &Arc<dyn VolumeHost>,
+    volume: &DesiredVolume,
+    self_attach: bool,
+) -> std::result::Result<ActualDevice, DeviceFailure> {
+    let name = &volume.outer_name;
+    let plugin = &volume.plugin;
+    let failure = |message: String, attached: bool, err: Option<&kvol_volume::Error>| DeviceFailure {
+        message,
+        attached,
+        uncertain: err.is_some_and(|e| e.class() == kvol_volume::ErrorClass::Uncertain),
+        device_mount_path: None,
+    };
+    let (Some(device), Some(wanted)) = (plugin.as_device(), volume.device.as_ref()) else {
+        return Err(failure(format!("volume {name:?}: plugin {} has no device phase", plugin.name()), false, None));
+    };
+    let unique = &wanted.unique_name;
+    let mut attached = false;
+    let device_path = if !wanted.requires_attach {
+        String::new()
+    } else if self_attach {
+        let Some(attacher) = plugin.as_attachable() else {
+            return Err(failure(
+                format!("AttachVolume.Attach failed for volume {name:?} : plugin {} cannot attach", plugin.name()),
+                false,
+                None,
+            ));
+        };
+        let path = attacher.attach(&volume.spec, host.node_name()).map_err(|e| {
+            failure(format!("AttachVolume.Attach failed for volume {name:?} : {e}"), false, Some(&e))
+        })?;
+        attached = true;
+        path
+    } else {
+        match host.attached_device_path(unique) {
+            Ok(Some(path)) => path,
+            Ok(None) => {
+                return Err(failure(
+                    format!(
+                        "Volume not attached according to node status for volume {name:?} (UniqueName: {unique:?})"
+                    ),
+                    false,
+                    None,
+                ))
+            }
+            Err(e) => {
+                return Err(failure(
+                    format!("VerifyControllerAttachedVolume failed for volume {name:?} : {e}"),
+                    false,
+                    Some(&e),
+                ))
+            }
+        }
+    };
+    let device_path = device.wait_for_attach(&volume.spec, &device_path, host.as_ref()).map_err(|e| {
+        failure(format!("MountVolume.WaitForAttach failed for volume {name:?} : {e}"), attached, Some(&e))
+    })?;
+    let device_mount_path = device.device_mount_path(&volume.spec, host.as_ref()).map_err(|e| {
+        failure(format!("MountVolume.GetDeviceMountPath failed for volume {name:?} : {e}"), attached, Some(&e))
+    })?;
+    device.mount_device(&volume.spec, &device_path, &device_mount_path, host.as_ref()).map_err(|e| DeviceFailure {
+        device_mount_path: Some(device_mount_path.clone()),
+        ..failure(format!("MountVolume.MountDevice failed for volume {name:?} : {e}"), attached, Some(&e))
+    })?;
+    Ok(ActualDevice {
+        unique_name: unique.clone(),
+        plugin: plugin.name().to_string(),
+        device_path,
+        device_mount_path,
+        state: MountState::Mounted,
+        attached_by_agent: attached,
+    })
+}
+
+/// Unmounts a device from its global path, then detaches it if the agent attached it (kubelet's
+/// UnmountDevice, then DetachVolume when controller attach/detach is disabled). Idempotent.
+pub fn unmount_device(host: &Arc<dyn VolumeHost>, registry: &PluginRegistry, device: &ActualDevice) -> Result<()> {
+    let plugin = registry.find_by_name(&device.plugin)?;
+    let Some(device_plugin) = plugin.as_device() else {
+        return Err(kvol_volume::Error::NoPlugin(format!("plugin {} has no device phase", device.plugin)).into());
+    };
+    if !device.device_mount_path.as_os_str().is_empty() {
+        device_plugin.unmount_device(&device.unique_name, &device.device_mount_path, host.as_ref())?;
+    }
+    if device.attached_by_agent {
+        if let Some(attacher) = plugin.as_attachable() {
+            // The unique name is `<plugin>/<volume name>`, and a volume name never holds a `/`.
+            let volume_name = device.unique_name.rsplit('/').next().unwrap_or_default();
+            attacher.detach(volume_name, host.node_name())?;
+        }
+    }
+    Ok(())
 }

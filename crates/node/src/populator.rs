@@ -8,9 +8,9 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::{Api, Client};
 use kvol_mount::FsGroupChangePolicy;
-use kvol_volume::{MounterArgs, PluginRegistry, PodRef, VolumeSpec};
+use kvol_volume::{MounterArgs, PluginRegistry, PodRef, VolumeHost, VolumeSpec};
 
-use crate::desired::{DesiredPod, DesiredVolume, ObjectRef};
+use crate::desired::{DesiredDevice, DesiredPod, DesiredVolume, ObjectRef};
 use crate::error::{Error, Result};
 use crate::volume_id::VolumeId;
 
@@ -101,10 +101,48 @@ pub async fn volume_specs(client: &Client, pod: &Pod) -> BTreeMap<String, std::r
     out
 }
 
-/// The desired volumes of `pod`.
-pub async fn desired_pod(client: &Client, registry: &PluginRegistry, pod: Arc<Pod>) -> DesiredPod {
+/// The desired volumes of `pod`, with the device phase of those whose plugin has one.
+pub async fn desired_pod(
+    client: &Client,
+    registry: &PluginRegistry,
+    host: &Arc<dyn VolumeHost>,
+    pod: Arc<Pod>,
+) -> DesiredPod {
     let specs = volume_specs(client, &pod).await;
-    desired_pod_from_specs(registry, pod, specs)
+    let mut desired = desired_pod_from_specs(registry, pod, specs);
+    resolve_devices(&mut desired, host).await;
+    desired
+}
+
+/// Fills in [`DesiredVolume::device`] (kubelet's unique volume name and whether to wait for an attach).
+/// The plugin may run its driver for the name (FlexVolume's `getvolumename`), so this runs on the blocking
+/// pool; a volume whose name cannot be had becomes one of the pod's errors.
+pub async fn resolve_devices(desired: &mut DesiredPod, host: &Arc<dyn VolumeHost>) {
+    let mut failed = Vec::new();
+    for (outer_name, volume) in desired.volumes.iter_mut() {
+        if volume.plugin.as_device().is_none() {
+            continue;
+        }
+        let plugin = Arc::clone(&volume.plugin);
+        let spec = volume.spec.clone();
+        let host = Arc::clone(host);
+        let resolved = tokio::task::spawn_blocking(move || {
+            let device = plugin.as_device().expect("checked above");
+            let unique_name = device.unique_name(&spec, host.as_ref())?;
+            let requires_attach = device.requires_attach(&spec, host.as_ref())?;
+            Ok::<_, kvol_volume::Error>(DesiredDevice { unique_name, requires_attach })
+        })
+        .await;
+        match resolved {
+            Ok(Ok(device)) => volume.device = Some(device),
+            Ok(Err(e)) => failed.push((outer_name.clone(), e.to_string())),
+            Err(e) => failed.push((outer_name.clone(), format!("resolving the volume's device: {e}"))),
+        }
+    }
+    for (outer_name, error) in failed {
+        desired.volumes.remove(&outer_name);
+        desired.errors.insert(outer_name, error);
+    }
 }
 
 /// [`desired_pod`] for specs already resolved.
@@ -139,7 +177,10 @@ pub fn desired_pod_from_specs(
         });
         let id =
             VolumeId { pod_uid: pod_ref.uid.clone(), plugin: plugin.name().to_string(), spec_name: spec.name().into() };
-        volumes.insert(outer_name.clone(), DesiredVolume { id, outer_name, spec, plugin, generation: 0, object });
+        volumes.insert(
+            outer_name.clone(),
+            DesiredVolume { id, outer_name, spec, plugin, generation: 0, object, device: None },
+        );
     }
     DesiredPod { args: mounter_args(&pod), pod, pod_ref, volumes, errors, first_seen: Instant::now() }
 }

@@ -25,6 +25,16 @@ pub enum Operation {
     CleanSubpaths { uid: String },
     /// Remove a gone pod's directory once its volumes are torn down (orphaned pod cleanup).
     RemovePodDir { uid: String },
+    /// Attach (when the agent attaches) or wait for the controller's attach, then mount the device at its
+    /// per-node global path, for `volume` of `pod` (kubelet's WaitForAttach + MountDevice).
+    MountDevice { volume: DesiredVolume, pod: PodRef },
+    /// Unmount a device no pod uses any more (and detach it, if the agent attached it).
+    UnmountDevice { unique_name: String },
+}
+
+/// The executor key of a device: shared by every pod using it, so its operations never overlap.
+pub fn device_key(unique_name: &str) -> String {
+    format!("device/{unique_name}")
 }
 
 impl Operation {
@@ -38,6 +48,10 @@ impl Operation {
             }
             Operation::CleanSubpaths { uid } => format!("pod/{uid}/subpaths"),
             Operation::RemovePodDir { uid } => format!("pod/{uid}/dir"),
+            Operation::MountDevice { volume, .. } => {
+                device_key(volume.device.as_ref().map(|d| d.unique_name.as_str()).unwrap_or_default())
+            }
+            Operation::UnmountDevice { unique_name } => device_key(unique_name),
         }
     }
 
@@ -48,6 +62,8 @@ impl Operation {
             Operation::Unmount { id } => &id.pod_uid,
             Operation::SetUpSubpaths { pod, .. } => pod.metadata.uid.as_deref().unwrap_or_default(),
             Operation::CleanSubpaths { uid } | Operation::RemovePodDir { uid } => uid,
+            Operation::MountDevice { pod, .. } => &pod.uid,
+            Operation::UnmountDevice { .. } => "",
         }
     }
 }
@@ -73,6 +89,14 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, scope: Scope<'_>) -> V
         let mut all_mounted = pod.errors.is_empty();
         let mut paths = BTreeMap::new();
         for v in pod.volumes.values() {
+            if let Some(d) = &v.device {
+                let ready = actual.device(&d.unique_name).is_some_and(|a| a.state == MountState::Mounted);
+                if !ready {
+                    all_mounted = false;
+                    ops.push(Operation::MountDevice { volume: v.clone(), pod: pod.pod_ref.clone() });
+                    continue;
+                }
+            }
             match actual.get(&v.id) {
                 Some(a) if a.state == MountState::Mounted => {
                     paths.insert(v.outer_name.clone(), a.path.clone());
@@ -121,6 +145,12 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, scope: Scope<'_>) -> V
             ops.push(Operation::RemovePodDir { uid: uid.clone() });
         }
     }
+    // Devices last: one is unmounted only once no desired volume needs it and no pod's mount may use it.
+    for d in actual.devices() {
+        if !desired.wants_device(&d.unique_name) && !actual.device_in_use_by_pods(d) {
+            ops.push(Operation::UnmountDevice { unique_name: d.unique_name.clone() });
+        }
+    }
     ops
 }
 
@@ -157,6 +187,7 @@ mod tests {
                         plugin: plugin.clone(),
                         generation: 0,
                         object: None,
+                        device: None,
                     };
                     (n.to_string(), v)
                 })
@@ -178,6 +209,7 @@ mod tests {
             generation: 0,
             outer_name: None,
             read_only: false,
+            device: None,
         }
     }
 
@@ -189,6 +221,8 @@ mod tests {
                 Operation::SetUpSubpaths { .. } => "subpaths".into(),
                 Operation::CleanSubpaths { uid } => format!("clean {uid}"),
                 Operation::RemovePodDir { uid } => format!("rmdir {uid}"),
+                Operation::MountDevice { volume, .. } => format!("mountdevice {}", volume.id),
+                Operation::UnmountDevice { unique_name } => format!("unmountdevice {unique_name}"),
             })
             .collect()
     }
@@ -262,5 +296,78 @@ mod tests {
         assert_eq!(keys(&plan(&d, &a, Scope::Pods(&only))), ["mount kubernetes.io/empty-dir/p2-a"]);
         let only: HashSet<String> = ["gone".to_string()].into();
         assert_eq!(keys(&plan(&d, &a, Scope::Pods(&only))), ["unmount kubernetes.io/empty-dir/gone-a"]);
+    }
+
+    fn with_device(mut p: DesiredPod, name: &str, unique: &str) -> DesiredPod {
+        let v = p.volumes.get_mut(name).unwrap();
+        v.device = Some(crate::desired::DesiredDevice { unique_name: unique.into(), requires_attach: true });
+        p
+    }
+
+    fn device(unique: &str, state: MountState) -> crate::actual::ActualDevice {
+        crate::actual::ActualDevice {
+            unique_name: unique.into(),
+            plugin: "kubernetes.io/empty-dir".into(),
+            device_path: "/dev/loop9".into(),
+            device_mount_path: PathBuf::from("/g"),
+            state,
+            attached_by_agent: false,
+        }
+    }
+
+    #[test]
+    fn mounts_the_device_before_the_pods_volume() {
+        let mut d = DesiredState::default();
+        d.mark_populated();
+        d.set_pod(with_device(pod("p1", &["data"]), "data", "flexvolume-k8s/loop/v1"));
+        let mut a = ActualState::default();
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["mountdevice kubernetes.io/empty-dir/p1-data"]);
+        a.set_device(device("flexvolume-k8s/loop/v1", MountState::Uncertain));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["mountdevice kubernetes.io/empty-dir/p1-data"]);
+        a.set_device(device("flexvolume-k8s/loop/v1", MountState::Mounted));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["mount kubernetes.io/empty-dir/p1-data"]);
+    }
+
+    #[test]
+    fn unmounts_a_device_only_after_its_last_pod_mount_is_gone() {
+        let mut d = DesiredState::default();
+        d.mark_populated();
+        d.set_pod(with_device(pod("keep", &["data"]), "data", "shared"));
+        let mut a = ActualState::default();
+        a.set_device(device("shared", MountState::Mounted));
+        let mut gone = mounted("gone", "data", MountState::Mounted);
+        gone.device = Some("shared".into());
+        a.set(gone);
+        let mut keep = mounted("keep", "data", MountState::Mounted);
+        keep.device = Some("shared".into());
+        a.set(keep);
+        // Still wanted by "keep": only the gone pod's mount goes.
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["unmount kubernetes.io/empty-dir/gone-data"]);
+        a.remove(&id("gone", "data"));
+        d.remove_pod("keep", None);
+        // No longer wanted, but "keep"'s mount still uses it: its mount goes first.
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["rmdir gone", "unmount kubernetes.io/empty-dir/keep-data"]);
+        a.remove(&id("keep", "data"));
+        assert!(keys(&plan(&d, &a, Scope::All)).contains(&"unmountdevice shared".to_string()));
+    }
+
+    #[test]
+    fn a_reconstructed_volume_of_unknown_device_holds_its_plugins_devices() {
+        let mut d = DesiredState::default();
+        d.mark_populated();
+        let mut a = ActualState::default();
+        a.set_device(device("dev", MountState::Uncertain));
+        a.set(mounted("gone", "data", MountState::Uncertain));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["unmount kubernetes.io/empty-dir/gone-data"]);
+        a.remove(&id("gone", "data"));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["rmdir gone", "unmountdevice dev"]);
+    }
+
+    #[test]
+    fn devices_are_not_unmounted_before_the_desired_state_is_populated() {
+        let d = DesiredState::default();
+        let mut a = ActualState::default();
+        a.set_device(device("dev", MountState::Uncertain));
+        assert!(plan(&d, &a, Scope::All).is_empty());
     }
 }

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use kvol_volume::PluginRegistry;
+use kvol_volume::{PluginRegistry, VolumeHost};
 
-use crate::actual::{ActualState, ActualVolume, MountState};
+use crate::actual::{ActualDevice, ActualState, ActualVolume, MountState};
 use crate::error::{Error, Result};
 use crate::volume_id::VolumeId;
 
@@ -16,14 +16,43 @@ use crate::volume_id::VolumeId;
 pub struct Report {
     /// Volumes found (and added as uncertain).
     pub volumes: usize,
+    /// Device mounts found (and added as uncertain).
+    pub devices: usize,
     /// Volume directories of plugins this agent does not have; their pods' directories stay.
     pub unknown: Vec<std::path::PathBuf>,
 }
 
-/// Scans `root` into `actual`. A mount point that is stale (its file system gone) still counts: the
-/// teardown unmounts it.
-pub fn reconstruct(root: &Path, registry: &PluginRegistry, actual: &mut ActualState) -> Result<Report> {
+/// Scans `root` into `actual`: pod volumes, then the device mounts of plugins with a device phase. A mount
+/// point that is stale (its file system gone) still counts: the teardown unmounts it. `attached_by_agent`
+/// says whether devices found are the agent's to detach (controller attach/detach disabled).
+pub fn reconstruct(
+    root: &Path,
+    registry: &PluginRegistry,
+    host: &dyn VolumeHost,
+    attached_by_agent: bool,
+    actual: &mut ActualState,
+) -> Result<Report> {
     let mut report = Report::default();
+    for plugin in registry.all() {
+        let Some(device) = plugin.as_device() else { continue };
+        match device.find_device_mounts(host) {
+            Ok(found) => {
+                for d in found {
+                    tracing::info!(volume = %d.unique_name, path = %d.device_mount_path.display(), "reconstructed device mount (uncertain)");
+                    actual.set_device(ActualDevice {
+                        unique_name: d.unique_name,
+                        plugin: d.plugin,
+                        device_path: String::new(),
+                        device_mount_path: d.device_mount_path,
+                        state: MountState::Uncertain,
+                        attached_by_agent,
+                    });
+                    report.devices += 1;
+                }
+            }
+            Err(e) => tracing::warn!(plugin = %plugin.name(), "finding device mounts: {e}"),
+        }
+    }
     let pods = kvol_mount::paths::pods_dir(root);
     let entries = match std::fs::read_dir(&pods) {
         Ok(e) => e,
@@ -60,6 +89,7 @@ pub fn reconstruct(root: &Path, registry: &PluginRegistry, actual: &mut ActualSt
                     generation: 0,
                     outer_name: None,
                     read_only: false,
+                    device: None,
                 });
                 report.volumes += 1;
             }
@@ -82,7 +112,13 @@ mod tests {
         std::fs::create_dir_all(&odd).unwrap();
         let registry = PluginRegistry::with(kvol_volume::all_plugins()).unwrap();
         let mut actual = ActualState::default();
-        let report = reconstruct(root.path(), &registry, &mut actual).unwrap();
+        let host = crate::host::AgentHost::new(
+            root.path().to_path_buf(),
+            std::sync::Arc::new(kvol_mount::FakeMounter::default()),
+            None,
+            None,
+        );
+        let report = reconstruct(root.path(), &registry, &host, false, &mut actual).unwrap();
         assert_eq!(report.volumes, 1);
         assert_eq!(report.unknown, vec![odd]);
         let got: Vec<_> = actual.volumes().collect();

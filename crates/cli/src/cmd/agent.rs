@@ -16,6 +16,13 @@ pub struct NodeArgs {
     /// `/var/lib/kubelet` gives kubelet's paths).
     #[arg(long)]
     pub root_dir: Option<PathBuf>,
+    /// Where FlexVolume drivers are installed (`<dir>/<vendor~driver>/<driver>`), watched for new ones.
+    #[arg(long, default_value = kvol_node::DEFAULT_VOLUME_PLUGIN_DIR)]
+    pub volume_plugin_dir: PathBuf,
+    /// Let the attach/detach controller attach and detach this node's volumes (kubelet's default); with
+    /// `false` the agent attaches and detaches them itself.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_controller_attach_detach: bool,
 }
 
 #[derive(clap::Args)]
@@ -32,10 +39,13 @@ pub struct Args {
 
 /// The agent's settings from the flags.
 pub fn agent_config(data_dir: &Path, node: &NodeArgs) -> kvol_node::AgentConfig {
-    kvol_node::AgentConfig::new(
+    let mut config = kvol_node::AgentConfig::new(
         node.node_name.clone().unwrap_or_else(crate::client::hostname),
         node.root_dir.clone().unwrap_or_else(|| data_dir.join("kubelet")),
-    )
+    );
+    config.volume_plugin_dir = Some(node.volume_plugin_dir.clone());
+    config.controller_attach_detach = node.enable_controller_attach_detach;
+    config
 }
 
 /// The kubeconfig `--kubeconfig`, `$KUBECONFIG` or `<data-dir>/kubeconfig` names.
