@@ -124,6 +124,83 @@ impl LocalPathProvisioner {
         self.base.join(pv_name)
     }
 
+    /// The mark of a volume being provisioned: `<base>/.<pv>.provisioning`, made durably before the
+    /// volume's directory and removed once its PV exists. A directory with a mark and neither a PV nor a
+    /// claim was abandoned by a crash and is the provisioner's to delete; one without a mark never is.
+    fn provisioning_mark(&self, pv_name: &str) -> PathBuf {
+        self.base.join(format!(".{pv_name}.provisioning"))
+    }
+
+    fn sync_base(&self) -> Result<()> {
+        std::fs::File::open(&self.base).and_then(|d| d.sync_all()).map_err(|source| Error::Io {
+            action: "syncing",
+            path: self.base.clone(),
+            source,
+        })
+    }
+
+    /// Marks `pv_name` in flight, unless its directory already exists without a mark (a volume whose PV
+    /// existed at some point: never the collector's).
+    fn mark_provisioning(&self, pv_name: &str) -> Result<()> {
+        let mark = self.provisioning_mark(pv_name);
+        if self.volume_dir(pv_name).exists() && !mark.exists() {
+            return Ok(());
+        }
+        std::fs::File::create(&mark).and_then(|f| f.sync_all()).map_err(|source| Error::Io {
+            action: "creating",
+            path: mark.clone(),
+            source,
+        })?;
+        self.sync_base()
+    }
+
+    fn clear_mark(&self, pv_name: &str) -> Result<()> {
+        let mark = self.provisioning_mark(pv_name);
+        match std::fs::remove_file(&mark) {
+            Ok(()) => self.sync_base(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io { action: "removing", path: mark, source }),
+        }
+    }
+
+    /// Deletes marked volumes that `is_live` says nothing wants; clears the mark of those with a PV.
+    fn collect_abandoned_blocking(&self, is_live: &(dyn Fn(&str) -> bool + Send + Sync)) -> Result<Vec<String>> {
+        let entries = match std::fs::read_dir(&self.base) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(Error::Io { action: "reading", path: self.base.clone(), source }),
+        };
+        let mut deleted = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pv_name) = file_name.strip_prefix('.').and_then(|n| n.strip_suffix(".provisioning")) else {
+                continue;
+            };
+            if pv_name.is_empty() || pv_name.contains('/') {
+                continue;
+            }
+            if is_live(pv_name) {
+                continue;
+            }
+            self.remove_volume_dir(&self.volume_dir(pv_name))?;
+            self.clear_mark(pv_name)?;
+            deleted.push(pv_name.to_string());
+        }
+        Ok(deleted)
+    }
+
+    /// Removes a volume directory (a btrfs subvolume or a plain tree); gone already is success.
+    fn remove_volume_dir(&self, dir: &Path) -> Result<()> {
+        if std::fs::symlink_metadata(dir).is_err() {
+            return Ok(());
+        }
+        if is_btrfs_subvolume(dir) {
+            return run(Command::new("btrfs").args(["subvolume", "delete"]).arg(dir), dir);
+        }
+        // std's remove_dir_all does not follow symlinks (openat/unlinkat based).
+        std::fs::remove_dir_all(dir).map_err(|source| Error::Io { action: "removing", path: dir.to_path_buf(), source })
+    }
+
     /// Make the directory (idempotent) and limit its size where the filesystem can.
     fn make_dir(&self, dir: &Path, bytes: u64) -> Result<Enforcement> {
         std::fs::create_dir_all(&self.base).map_err(|source| Error::Io {
@@ -131,6 +208,8 @@ impl LocalPathProvisioner {
             path: self.base.clone(),
             source,
         })?;
+        let pv_name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.mark_provisioning(&pv_name)?;
         if is_btrfs(&self.base) {
             if !dir.exists() {
                 run(Command::new("btrfs").args(["subvolume", "create"]).arg(dir), dir)?;
@@ -226,21 +305,19 @@ impl LocalPathProvisioner {
             )));
         }
         if std::fs::symlink_metadata(&dir).is_err() {
-            return Ok(()); // already gone
+            return self.clear_mark(&name); // already gone
         }
         if volume.annotations().get(ANN_ARCHIVE_ON_DELETE).map(String::as_str) == Some("true") {
             let archived = self.base.join(format!("archived-{name}"));
-            return std::fs::rename(&dir, &archived).map_err(|source| Error::Io {
+            std::fs::rename(&dir, &archived).map_err(|source| Error::Io {
                 action: "archiving",
                 path: dir.clone(),
                 source,
-            });
+            })?;
+            return self.clear_mark(&name);
         }
-        if is_btrfs_subvolume(&dir) {
-            return run(Command::new("btrfs").args(["subvolume", "delete"]).arg(&dir), &dir);
-        }
-        // std's remove_dir_all does not follow symlinks (openat/unlinkat based).
-        std::fs::remove_dir_all(&dir).map_err(|source| Error::Io { action: "removing", path: dir.clone(), source })
+        self.remove_volume_dir(&dir)?;
+        self.clear_mark(&name)
     }
 }
 
@@ -272,6 +349,25 @@ impl Provisioner for LocalPathProvisioner {
 
     fn supports_mount_options(&self) -> bool {
         false // hostPath volumes take no mount options
+    }
+
+    fn volume_created<'a>(&'a self, pv_name: &'a str) -> BoxFuture<'a, Result<()>> {
+        let me = self.clone();
+        let pv_name = pv_name.to_string();
+        async move {
+            tokio::task::spawn_blocking(move || me.clear_mark(&pv_name))
+                .await
+                .map_err(|e| Error::Provision(format!("clearing the provisioning mark failed: {e}")))?
+        }
+        .boxed()
+    }
+
+    fn collect_abandoned<'a>(
+        &'a self,
+        is_live: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        // The check is cheap and local: run it here rather than move the closure to another thread.
+        async move { self.collect_abandoned_blocking(is_live) }.boxed()
     }
 
     fn delete<'a>(&'a self, volume: &'a PersistentVolume) -> BoxFuture<'a, Result<()>> {
@@ -310,5 +406,34 @@ mod tests {
             ..Default::default()
         });
         assert!(p.delete_blocking(&pv).is_err());
+    }
+
+    #[test]
+    fn a_crash_abandoned_volume_is_collected_and_a_committed_one_never_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = LocalPathProvisioner::new(dir.path().join("base"), "n1");
+        for name in ["pvc-abandoned", "pvc-committed", "pvc-inflight", "pvc-hasclaim"] {
+            p.make_dir(&p.volume_dir(name), 1 << 20).unwrap();
+            std::fs::write(p.volume_dir(name).join("data"), name).unwrap();
+            assert!(p.provisioning_mark(name).exists(), "{name} is marked while in flight");
+        }
+        p.clear_mark("pvc-committed").unwrap();
+        // A directory that was never marked (made by an older kvol, or committed long ago) is never touched.
+        std::fs::create_dir_all(p.volume_dir("pvc-old")).unwrap();
+        let live = |name: &str| name == "pvc-inflight" || name == "pvc-hasclaim";
+        let deleted = p.collect_abandoned_blocking(&live).unwrap();
+        assert_eq!(deleted, vec!["pvc-abandoned".to_string()]);
+        assert!(!p.volume_dir("pvc-abandoned").exists());
+        assert!(!p.provisioning_mark("pvc-abandoned").exists());
+        for kept in ["pvc-committed", "pvc-inflight", "pvc-hasclaim"] {
+            assert!(p.volume_dir(kept).join("data").exists(), "{kept} kept");
+        }
+        assert!(p.volume_dir("pvc-old").exists());
+        // Nothing wants the committed one either, but without its mark it is not the collector's.
+        assert!(p.collect_abandoned_blocking(&|_: &str| false).unwrap().iter().all(|n| n != "pvc-committed"));
+        assert!(p.volume_dir("pvc-committed").exists());
+        // Making the directory again for a committed volume does not mark it.
+        p.make_dir(&p.volume_dir("pvc-committed"), 1 << 20).unwrap();
+        assert!(!p.provisioning_mark("pvc-committed").exists());
     }
 }

@@ -69,6 +69,21 @@ pub trait Provisioner: Send + Sync {
     fn supports_mount_options(&self) -> bool {
         true
     }
+    /// The PV of a volume `provision` made now exists: the volume is the PV's from here on. A provisioner
+    /// that marks volumes in flight (to find those a crash abandoned) clears the mark.
+    fn volume_created<'a>(&'a self, _pv_name: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Deletes volumes whose provisioning was cut short (a crash after making the volume and before its PV
+    /// existed) and that no claim wants any more: `is_live(pv_name)` says whether a PV or the claim of that
+    /// name still exists. Returns the names deleted. Only volumes still marked in flight are considered, so
+    /// a volume that ever had a PV is never touched.
+    fn collect_abandoned<'a>(
+        &'a self,
+        _is_live: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    ) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Provisioners by name; built explicitly and handed to the controllers.
@@ -279,6 +294,40 @@ impl Ctx {
         }
     }
 
+    /// Tells the provisioner its volume now has a PV. A failure only leaves the in-flight mark, which the
+    /// abandoned-volume collector clears (the PV exists, so the volume is live).
+    async fn volume_committed(&self, provisioner: &dyn Provisioner, pv_name: &str) {
+        if let Err(e) = provisioner.volume_created(pv_name).await {
+            tracing::warn!(volume = %pv_name, error = %e, "clearing the provisioning mark failed");
+        }
+    }
+
+    /// Deletes what crashed provisionings left behind: volumes made, marked in flight, whose PV was never
+    /// created and whose claim is gone (the claim was deleted while the controller was down). A volume
+    /// whose PV or claim exists is kept (and, with its PV, unmarked). Runs once the caches are synced.
+    pub async fn collect_abandoned_volumes(self: &Arc<Self>) {
+        // Asked per marked volume, after the provisioner has listed its marks: a claim is in the cache
+        // before its volume is ever marked (provisioning works from the cache), and a PV made by an earlier
+        // run is in the synced cache, so a volume being provisioned now is never taken for abandoned.
+        let ctx = Arc::clone(self);
+        let is_live = move |pv_name: &str| {
+            ctx.volumes.get(pv_name).is_some()
+                || pv_name.strip_prefix("pvc-").is_some_and(|uid| {
+                    ctx.claims.list().iter().any(|c| c.metadata.uid.as_deref() == Some(uid))
+                })
+        };
+        for name in self.registry.names() {
+            let Some(provisioner) = self.registry.get(&name) else { continue };
+            match provisioner.collect_abandoned(&is_live).await {
+                Ok(deleted) if !deleted.is_empty() => {
+                    tracing::info!(provisioner = %name, volumes = ?deleted, "deleted volumes abandoned by interrupted provisioning")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(provisioner = %name, error = %e, "collecting abandoned volumes"),
+            }
+        }
+    }
+
     /// Create the PV, retrying (5 times, 10 s apart, as the library does); if it cannot be created, delete
     /// the volume again so nothing leaks.
     async fn create_provisioned_volume(
@@ -298,12 +347,14 @@ impl Ctx {
             match self.pv_api().create(&PostParams::default(), &pv).await {
                 Ok(created) => {
                     self.volumes.apply(created.clone());
+                    self.volume_committed(provisioner, &options.pv_name).await;
                     return Ok(Arc::new(created));
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     // Created by an earlier attempt whose answer was lost.
                     if let Ok(Some(existing)) = self.pv_api().get_opt(&options.pv_name).await {
                         self.volumes.apply(existing.clone());
+                        self.volume_committed(provisioner, &options.pv_name).await;
                         return Ok(Arc::new(existing));
                     }
                     last = Some(format!("{s}"));

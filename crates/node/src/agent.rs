@@ -35,9 +35,20 @@ pub async fn run_agent_with(
     let root = config.root_dir.clone();
     std::fs::create_dir_all(kvol_mount::paths::pods_dir(&root))
         .map_err(|source| Error::ReadDir { path: root.clone(), source })?;
-    let registry = PluginRegistry::with(kvol_volume::all_plugins())?;
+    let mut registry = PluginRegistry::with(kvol_volume::all_plugins())?;
 
     let mut tasks = JoinSet::new();
+    if let Some(dir) = &config.volume_plugin_dir {
+        crate::flex::start(
+            dir.clone(),
+            config.flex_limits.clone(),
+            &mut registry,
+            client.clone(),
+            config.node_name.clone(),
+            &mut tasks,
+        )
+        .await?;
+    }
     let (cm_store, cm_writer) = reflector::store::<ConfigMap>();
     let (secret_store, secret_writer) = reflector::store::<Secret>();
     let (csi_driver_store, csi_driver_writer) = reflector::store::<CSIDriver>();
@@ -119,6 +130,7 @@ pub async fn run_agent_with(
     tasks.spawn(crate::status::usage_loop(Arc::clone(&manager), client.clone()));
     tasks.spawn(reconciler_loop(Arc::clone(&manager)));
     tasks.spawn(crate::node_status::volumes_in_use_loop(Arc::clone(&manager), client.clone()));
+    tasks.spawn(crate::expand::expansion_loop(Arc::clone(&manager), client.clone(), std::time::Duration::from_secs(1)));
     tasks.spawn(populator_loop(Arc::clone(&manager), client.clone()));
     {
         let client = client.clone();
@@ -226,6 +238,13 @@ async fn process_pod(manager: &Arc<Manager>, client: &Client, pod: Pod) {
         return;
     }
     let desired = crate::populator::desired_pod(client, &manager.registry, &manager.host, Arc::new(pod)).await;
+    // A volume no plugin serves (a FlexVolume driver not installed) or whose device name a driver refused
+    // will not fix itself: say so at once, not only when the mount times out.
+    for (volume, error) in &desired.errors {
+        if !error.starts_with("error processing PVC") {
+            manager.report_mount_error(&desired.pod_ref, volume, error.clone());
+        }
+    }
     manager.desired.lock().set_pod(desired);
     manager.touch(&uid);
 }

@@ -33,6 +33,9 @@ pub struct AgentConfig {
     /// `--volume-plugin-dir`: where FlexVolume drivers are found (`vendor~driver/driver`); `None` disables
     /// FlexVolume.
     pub volume_plugin_dir: Option<PathBuf>,
+    /// Time limits of FlexVolume driver calls (kubelet has none but `waitforattach`'s; a hung driver is
+    /// killed with its process group at its limit).
+    pub flex_limits: kvol_flex::CallLimits,
 }
 
 impl AgentConfig {
@@ -48,6 +51,7 @@ impl AgentConfig {
             delete_terminated_pods: true,
             controller_attach_detach: true,
             volume_plugin_dir: None,
+            flex_limits: kvol_volume::plugins::flexvolume::FlexConfig::default_limits(),
         }
     }
 }

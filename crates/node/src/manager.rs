@@ -197,9 +197,10 @@ impl Manager {
     pub fn dispatch(self: &Arc<Self>, op: Operation) {
         if let Operation::MountDevice { volume, .. } = &op {
             let needs_report = self.config.controller_attach_detach
-                && volume.device.as_ref().is_some_and(|d| {
-                    d.requires_attach && !self.reported_in_use.lock().contains(&d.unique_name)
-                });
+                && volume
+                    .device
+                    .as_ref()
+                    .is_some_and(|d| d.requires_attach && !self.reported_in_use.lock().contains(&d.unique_name));
             if needs_report {
                 self.in_use_wake.notify_one();
                 return;
@@ -410,7 +411,10 @@ impl Manager {
                 tracing::info!(volume = %device.unique_name, path = %device.device_mount_path.display(), device = %device.device_path, "MountDevice succeeded");
                 let mut actual = self.actual.lock();
                 let attached_before = actual.device(&device.unique_name).is_some_and(|d| d.attached_by_agent);
-                actual.set_device(ActualDevice { attached_by_agent: device.attached_by_agent || attached_before, ..device });
+                actual.set_device(ActualDevice {
+                    attached_by_agent: device.attached_by_agent || attached_before,
+                    ..device
+                });
                 drop(actual);
                 if let Some(errors) = self.errors.lock().get_mut(&pod.uid) {
                     errors.remove(&volume.outer_name);
@@ -453,10 +457,14 @@ impl Manager {
     pub fn volumes_in_use(&self) -> Vec<String> {
         let desired = self.desired.lock();
         let actual = self.actual.lock();
-        let mut names: std::collections::BTreeSet<String> =
-            desired.devices().map(|d| d.unique_name.clone()).collect();
+        let mut names: std::collections::BTreeSet<String> = desired.devices().map(|d| d.unique_name.clone()).collect();
         names.extend(actual.devices().map(|d| d.unique_name.clone()));
         names.into_iter().collect()
+    }
+
+    /// Records a mount error found outside an operation (the populator's), with the same event throttling.
+    pub fn report_mount_error(&self, pod: &PodRef, volume: &str, message: String) {
+        self.record_mount_error(pod, volume, message);
     }
 
     fn record_mount_error(&self, pod: &PodRef, volume: &str, message: String) {

@@ -127,9 +127,9 @@ pub fn mount_device(
                 None,
             ));
         };
-        let path = attacher.attach(&volume.spec, host.node_name()).map_err(|e| {
-            failure(format!("AttachVolume.Attach failed for volume {name:?} : {e}"), false, Some(&e))
-        })?;
+        let path = attacher
+            .attach(&volume.spec, host.node_name())
+            .map_err(|e| failure(format!("AttachVolume.Attach failed for volume {name:?} : {e}"), false, Some(&e)))?;
         attached = true;
         path
     } else {

@@ -165,7 +165,9 @@ pub fn desired_pod_from_specs(
         let plugin = match registry.find_by_spec(&spec) {
             Ok(p) => p,
             Err(e) => {
-                errors.insert(outer_name, e.to_string());
+                // kubelet's populator text.
+                let message = format!("failed to get Plugin from volumeSpec for volume {:?} err={e}", spec.name());
+                errors.insert(outer_name, message);
                 continue;
             }
         };

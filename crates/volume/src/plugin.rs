@@ -73,6 +73,12 @@ pub trait VolumePlugin: Send + Sync {
         None
     }
 
+    /// The node's half of volume expansion, for plugins whose volumes' file systems grow on the node after
+    /// the controller grew the volume (CSI `NodeExpandVolume`).
+    fn as_node_expandable(&self) -> Option<&dyn NodeExpandablePlugin> {
+        None
+    }
+
     /// The controller's attach/detach, for plugins whose drivers attach volumes to nodes themselves
     /// (flexVolume: the driver's `attach`/`detach`). CSI attaches through VolumeAttachment objects instead.
     fn as_attachable(&self) -> Option<&dyn AttachablePlugin> {
@@ -134,6 +140,23 @@ pub trait DeviceVolumePlugin: Send + Sync {
 
     /// The device mounts of this plugin on disk (reconstruction after a restart).
     fn find_device_mounts(&self, host: &dyn VolumeHost) -> Result<Vec<DeviceMountRef>>;
+}
+
+/// The node's half of expansion (kubelet's `NodeExpandableVolumePlugin`): the node agent calls it for a
+/// mounted volume whose claim says `FileSystemResizePending`, then records the new capacity on the claim.
+pub trait NodeExpandablePlugin: Send + Sync {
+    /// Grows the file system of the volume mounted at `volume_path` (one pod's mount; `device_mount_path` is
+    /// the per-node mount, if any) from `old_size` to `new_size` bytes. Idempotent: a file system already
+    /// that large is success.
+    fn node_expand(
+        &self,
+        spec: &VolumeSpec,
+        volume_path: &Path,
+        device_mount_path: Option<&Path>,
+        new_size: i64,
+        old_size: i64,
+        host: &dyn VolumeHost,
+    ) -> Result<()>;
 }
 
 /// The controller's half of attach (kubelet's `Attacher`/`Detacher` as the attach/detach controller runs

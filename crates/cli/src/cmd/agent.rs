@@ -23,6 +23,10 @@ pub struct NodeArgs {
     /// `false` the agent attaches and detaches them itself.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub enable_controller_attach_detach: bool,
+    /// Seconds a FlexVolume driver call may run before the driver (its whole process group) is killed;
+    /// `waitforattach` and `mountdevice` get at least 10 minutes.
+    #[arg(long, default_value_t = 120)]
+    pub flex_call_timeout: u64,
 }
 
 #[derive(clap::Args)]
@@ -45,6 +49,7 @@ pub fn agent_config(data_dir: &Path, node: &NodeArgs) -> kvol_node::AgentConfig 
     );
     config.volume_plugin_dir = Some(node.volume_plugin_dir.clone());
     config.controller_attach_detach = node.enable_controller_attach_detach;
+    config.flex_limits.default = std::time::Duration::from_secs(node.flex_call_timeout.max(1));
     config
 }
 

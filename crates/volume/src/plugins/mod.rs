@@ -1,7 +1,9 @@
 //! The in-tree plugins, one module each.
 
 pub mod config_map;
+pub mod csi;
 pub mod empty_dir;
+pub mod flexvolume;
 pub mod host_path;
 pub mod local;
 pub mod nfs;

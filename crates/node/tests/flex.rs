@@ -1,0 +1,310 @@
+//! FlexVolume through the node agent, end to end: a real API server, the agent with `--volume-plugin-dir`
+//! on a temporary directory, real driver processes (the seeds' bash+jq nfs driver, kvol-flex's loop driver,
+//! and small misbehaving scripts) and real mounts and loop devices. Root only; the loop tests need a built
+//! `kvol-flex` (`cargo build -p kvol-flex-driver`, which `cargo test --workspace` does) and say SKIP
+//! without it.
+
+mod util;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use util::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// The seeds' bash+jq nfs driver, as kvol-flex's tests keep it.
+fn seed_nfs_driver() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers/flex/tests/fixtures/seed-nfs")
+}
+
+/// This workspace's `kvol-flex`, if built.
+fn kvol_flex() -> Option<PathBuf> {
+    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/kvol-flex");
+    exe.exists().then_some(exe)
+}
+
+fn write_script(path: &Path, body: &str) -> Result<()> {
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    // Written aside and renamed in, as an installer does, so the prober never runs a half-written file.
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&tmp, body)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// The agent's settings with FlexVolume drivers in `<work>/plugins`.
+fn flex_config(cluster: &Cluster, self_attach: bool) -> kvol_node::AgentConfig {
+    let mut config = cluster.config();
+    config.volume_plugin_dir = Some(cluster.dir.path().join("plugins"));
+    config.controller_attach_detach = !self_attach;
+    config.flex_limits.default = Duration::from_secs(3);
+    config
+}
+
+fn plugins(cluster: &Cluster) -> PathBuf {
+    cluster.dir.path().join("plugins")
+}
+
+/// A pod on the test node with one flexVolume volume `data`.
+fn flex_pod(name: &str, driver: &str, options: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{ "name": "c", "image": "busybox", "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }],
+            "volumes": [{ "name": "data", "flexVolume": { "driver": driver, "fsType": "ext4", "options": options } }],
+        }
+    })
+}
+
+fn loop_devices_of(file: &Path) -> String {
+    let out = Command::new("losetup").arg("-j").arg(file).output().expect("losetup");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Deletes a pod and waits until the agent has torn it down and deleted it.
+async fn delete_pod(cluster: &Cluster, name: &str) -> Result<()> {
+    cluster.kubectl(&["delete", "pod", name, "--wait=false"], None)?;
+    cluster.wait_gone(name, T).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_nfs_driver_serves_nginx_nfs_with_kubelets_argv_and_fails_cleanly() -> Result<()> {
+    require_root!();
+    if Command::new("jq").arg("--version").output().is_err() {
+        eprintln!("SKIP: the seed driver needs jq");
+        return Ok(());
+    }
+    let cluster = Cluster::start().await?;
+    // A recording wrapper at k8s~nfs/nfs: one line per call with its argv, then the seed driver itself.
+    let record = cluster.work("rec").join("calls");
+    let wrapper = format!(
+        "#!/bin/bash\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
+        record.display(),
+        seed_nfs_driver().display()
+    );
+    write_script(&plugins(&cluster).join("k8s~nfs/nfs"), &wrapper)?;
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, false),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    let pod = cluster.seed("000-01-pod-nginx-nfs.yaml")?.remove(0);
+    cluster.apply(&on_node(pod))?;
+    let message =
+        cluster.wait_event("nginx-nfs", "FailedMount", "Failed to mount 172.16.0.25:dws_nas_scratch", T).await?;
+    ensure!(message.starts_with("MountVolume.SetUp failed for volume \"test\" : "), "{message}");
+
+    let uid = cluster.pod("nginx-nfs").await?.unwrap().metadata.uid.unwrap();
+    let volume_dir = cluster.root().join(format!("pods/{uid}/volumes/k8s~nfs/test"));
+    let calls = std::fs::read_to_string(&record)?;
+    let lines: Vec<&str> = calls.lines().collect();
+    ensure!(lines.first() == Some(&"init"), "init first: {calls}");
+    let mount = lines.iter().find(|l| l.starts_with("mount ")).context("a mount call")?;
+    let (dir, options) = mount["mount ".len()..].split_once(' ').context("mount <dir> <json>")?;
+    ensure!(Path::new(dir) == volume_dir, "mount dir {dir} != {}", volume_dir.display());
+    let options: Value = serde_json::from_str(options)?;
+    for (key, want) in [
+        ("kubernetes.io/fsType", "nfs"),
+        ("kubernetes.io/pod.name", "nginx-nfs"),
+        ("kubernetes.io/pod.namespace", "default"),
+        ("kubernetes.io/pod.uid", uid.as_str()),
+        ("kubernetes.io/pvOrVolumeName", "test"),
+        ("kubernetes.io/readwrite", "rw"),
+        ("server", "172.16.0.25"),
+        ("share", "dws_nas_scratch"),
+    ] {
+        ensure!(options[key] == want, "option {key}: {} in {options}", options[key]);
+    }
+    ensure!(options.get("kubernetes.io/serviceAccount.name").is_some(), "serviceAccount.name key: {options}");
+    // Nothing left behind by the failed mount.
+    ensure!(mounts_under(&cluster.root()).is_empty(), "mounts left: {:?}", mounts_under(&cluster.root()));
+    ensure!(!volume_dir.exists(), "{} left behind", volume_dir.display());
+
+    delete_pod(&cluster, "nginx-nfs").await?;
+    eventually("pod dir removed", T, || !cluster.root().join(format!("pods/{uid}")).exists()).await?;
+    agent.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_lvm_example_without_its_driver_gets_a_clear_failed_mount() -> Result<()> {
+    require_root!();
+    let cluster = Cluster::start().await?;
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, false),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    let pod = cluster.seed("002-01-pod-nginx.yaml")?.remove(0);
+    cluster.apply(&on_node(pod))?;
+    let message = cluster.wait_event("nginx", "FailedMount", "no volume plugin matched", T).await?;
+    ensure!(
+        message
+            == "failed to get Plugin from volumeSpec for volume \"test\" err=no volume plugin matched volume \"test\"",
+        "{message}"
+    );
+    ensure!(mounts_under(&cluster.root()).is_empty());
+    delete_pod(&cluster, "nginx").await?;
+    agent.stop().await
+}
+
+/// The loop driver, attached by the agent itself: a formatted, mounted device; data that survives the
+/// pod; the device detached after the last pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kvol_flex_loop_volume_keeps_its_data_across_pods_and_is_detached_after_the_last() -> Result<()> {
+    require_root!();
+    let Some(exe) = kvol_flex() else {
+        eprintln!("SKIP: no target/debug/kvol-flex (cargo build -p kvol-flex-driver)");
+        return Ok(());
+    };
+    let cluster = Cluster::start().await?;
+    let out = Command::new(&exe)
+        .args(["install", "--vendor", "kvol", "--driver", "loop", "--dir"])
+        .arg(plugins(&cluster))
+        .output()?;
+    ensure!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stdout));
+    let pool = cluster.work("pool");
+    let _cleanup = LoopCleanup(pool.clone());
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, true),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    let options = json!({ "volumeID": "vol1", "size": "64Mi", "pool": pool });
+    cluster.apply(&flex_pod("loop-1", "kvol/loop", options.clone()))?;
+    let pod = cluster.wait_ready("loop-1", T).await?;
+    let uid = pod.metadata.uid.clone().unwrap();
+    let volume = cluster.root().join(format!("pods/{uid}/volumes/kvol~loop/data"));
+    // kubelet names a flex volume by its spec name (it ignores what `getvolumename` answers).
+    let global = cluster.root().join("plugins/kubernetes.io/flexvolume/kvol/loop/mounts/data");
+    let pod_mount = single_mount(&volume)?;
+    let device_mount = single_mount(&global)?;
+    ensure!(device_mount.fs_type == "ext4", "formatted ext4: {device_mount:?}");
+    ensure!(pod_mount.source == device_mount.source, "the pod's mount binds the device mount");
+    std::fs::write(volume.join("hello"), "kept")?;
+
+    delete_pod(&cluster, "loop-1").await?;
+    eventually("device unmounted and detached", T, || mounts_under(&cluster.root()).is_empty()).await?;
+    let backing = std::fs::read_dir(&pool)?.flatten().map(|e| e.path()).collect::<Vec<_>>();
+    for file in &backing {
+        ensure!(loop_devices_of(file).is_empty(), "{} still attached: {}", file.display(), loop_devices_of(file));
+    }
+
+    cluster.apply(&flex_pod("loop-2", "kvol/loop", options))?;
+    let pod = cluster.wait_ready("loop-2", T).await?;
+    let uid = pod.metadata.uid.unwrap();
+    let volume = cluster.root().join(format!("pods/{uid}/volumes/kvol~loop/data"));
+    ensure!(std::fs::read_to_string(volume.join("hello"))? == "kept", "data survived detach and attach");
+    delete_pod(&cluster, "loop-2").await?;
+    eventually("all gone", T, || mounts_under(&cluster.root()).is_empty()).await?;
+    agent.stop().await
+}
+
+/// A driver installed while the agent runs is used without a restart; removing it unloads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_installed_while_the_agent_runs_is_used_and_removing_it_unloads_it() -> Result<()> {
+    require_root!();
+    let Some(exe) = kvol_flex() else {
+        eprintln!("SKIP: no target/debug/kvol-flex (cargo build -p kvol-flex-driver)");
+        return Ok(());
+    };
+    let cluster = Cluster::start().await?;
+    let pool = cluster.work("pool");
+    let _cleanup = LoopCleanup(pool.clone());
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, true),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    let options = json!({ "volumeID": "dyn", "size": "32Mi", "pool": pool });
+    cluster.apply(&flex_pod("late", "kvol/loop", options.clone()))?;
+    cluster.wait_event("late", "FailedMount", "no volume plugin matched", T).await?;
+
+    let out = Command::new(&exe)
+        .args(["install", "--vendor", "kvol", "--driver", "loop", "--dir"])
+        .arg(plugins(&cluster))
+        .output()?;
+    ensure!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stdout));
+    cluster.wait_ready("late", T).await?;
+    delete_pod(&cluster, "late").await?;
+    eventually("torn down", T, || mounts_under(&cluster.root()).is_empty()).await?;
+
+    std::fs::remove_dir_all(plugins(&cluster).join("kvol~loop"))?;
+    let node_events = || async {
+        let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+            kube::Api::namespaced(cluster.client.clone(), "default");
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items.into_iter().filter_map(|e| e.reason).collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + T;
+    while !node_events().await.iter().any(|r| r == "FlexVolumeDriverRemoved") {
+        ensure!(std::time::Instant::now() < deadline, "no FlexVolumeDriverRemoved event: {:?}", node_events().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.apply(&flex_pod("after", "kvol/loop", options))?;
+    cluster.wait_event("after", "FailedMount", "no volume plugin matched", T).await?;
+    delete_pod(&cluster, "after").await?;
+    agent.stop().await
+}
+
+/// Misbehaving drivers: each pod gets a FailedMount naming what went wrong, and nothing stays mounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_drivers_get_clear_failed_mounts_and_leave_nothing_behind() -> Result<()> {
+    require_root!();
+    let cluster = Cluster::start().await?;
+    let pid_file = cluster.work("hang").join("pid");
+    let hang = format!("echo $$ > {}; sleep 600", pid_file.display());
+    let init = r#"if [ "$1" = init ]; then echo '{"status":"Success","capabilities":{"attach":false}}'; exit 0; fi"#;
+    let drivers = [
+        ("hang", hang.as_str(), "did not finish within 3s; its process group was killed"),
+        ("garbage", "echo 'this is not json'", "this is not json"),
+        ("liar", r#"echo '{"status":"Success"}'; exit 3"#, "printed a Success status but exited with exit status: 3"),
+        ("nomount", r#"echo '{"status":"Not supported","message":"no mount here"}'"#, "Not supported"),
+    ];
+    for (name, body, _) in drivers {
+        write_script(
+            &plugins(&cluster).join(format!("bad~{name}/{name}")),
+            &format!(
+                "#!/bin/bash\n{init}\nif [ \"$1\" = mount ]; then {body}; fi\necho '{{\"status\":\"Success\"}}'\n"
+            ),
+        )?;
+    }
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, false),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    for (name, _, _) in drivers {
+        cluster.apply(&flex_pod(name, &format!("bad/{name}"), json!({})))?;
+    }
+    for (name, _, want) in drivers {
+        let message = cluster.wait_event(name, "FailedMount", "MountVolume.SetUp failed", T).await?;
+        ensure!(message.contains(want), "{name}: {want:?} not in {message:?}");
+    }
+    ensure!(mounts_under(&cluster.root()).is_empty(), "mounts left: {:?}", mounts_under(&cluster.root()));
+    for (name, _, _) in drivers {
+        delete_pod(&cluster, name).await?;
+    }
+    // The hung driver was killed with its whole process group (its `sleep` too).
+    let pid = std::fs::read_to_string(&pid_file)?.trim().to_string();
+    let group = Command::new("pgrep").args(["-g", &pid]).output()?;
+    ensure!(!Path::new(&format!("/proc/{pid}")).exists(), "hung driver {pid} still running");
+    ensure!(group.stdout.is_empty(), "its process group lives on: {}", String::from_utf8_lossy(&group.stdout));
+    agent.stop().await
+}
+
+/// Detaches every loop device backed by a file in the pool when the test ends, pass or fail.
+struct LoopCleanup(PathBuf);
+
+impl Drop for LoopCleanup {
+    fn drop(&mut self) {
+        detach_all_under(&self.0);
+    }
+}

@@ -1,0 +1,155 @@
+//! Synchronous calls into a registered driver's Node service, for plugin methods that run on the
+//! blocking pool: each call runs on the agent's runtime through its [`Handle`], bounded by the per-call
+//! timeout (kubelet's `csiTimeout`, 2 minutes), which the driver also sees as the gRPC deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvol_csi::v1::node_client::NodeClient;
+use kvol_csi::v1::{
+    NodeGetCapabilitiesRequest, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, NodePublishVolumeRequest,
+    NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest,
+};
+use tokio::runtime::Handle;
+use tonic::transport::Channel;
+
+use super::drivers::{CsiDrivers, NodeCapabilities};
+use super::error::CsiError;
+
+/// One driver's Node service, reached from a blocking thread.
+pub(crate) struct DriverClient {
+    driver: String,
+    channel: Channel,
+    drivers: Arc<CsiDrivers>,
+    runtime: Handle,
+    timeout: Duration,
+}
+
+/// A request carrying the deadline, so the driver can give up when the caller does.
+fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.set_timeout(timeout);
+    req
+}
+
+/// Runs one call with `timeout`, mapping a gRPC status or an expired deadline to a [`CsiError`].
+pub(crate) async fn call_with_timeout<T, Fut>(
+    call: &'static str,
+    volume: &str,
+    timeout: Duration,
+    fut: Fut,
+) -> Result<T, CsiError>
+where
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(CsiError::Timeout { call, volume: volume.into(), timeout }),
+        Ok(Err(status)) => Err(CsiError::Call {
+            call,
+            volume: volume.into(),
+            code: status.code(),
+            message: status.message().to_string(),
+            timeout,
+        }),
+        Ok(Ok(response)) => Ok(response.into_inner()),
+    }
+}
+
+impl DriverClient {
+    /// A client for the registered driver `driver`; not registered is a transient error.
+    pub(crate) fn new(
+        drivers: &Arc<CsiDrivers>,
+        driver: &str,
+        runtime: &Handle,
+        timeout: Duration,
+    ) -> Result<DriverClient, CsiError> {
+        Ok(DriverClient {
+            driver: driver.to_string(),
+            channel: drivers.channel(driver)?,
+            drivers: Arc::clone(drivers),
+            runtime: runtime.clone(),
+            timeout,
+        })
+    }
+
+    fn run<T, F, Fut>(&self, call: &'static str, volume: &str, f: F) -> Result<T, CsiError>
+    where
+        F: FnOnce(NodeClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = NodeClient::new(self.channel.clone());
+        let timeout = self.timeout;
+        tracing::debug!(driver = %self.driver, call, volume, "calling CSI driver");
+        // Plugin methods run on the blocking pool, where blocking on the runtime is allowed.
+        self.runtime.block_on(call_with_timeout(call, volume, timeout, f(client, timeout)))
+    }
+
+    /// NodeGetCapabilities, asked once per registration.
+    pub(crate) fn capabilities(&self) -> Result<NodeCapabilities, CsiError> {
+        if let Some(caps) = self.drivers.cached_capabilities(&self.driver) {
+            return Ok(caps);
+        }
+        let response = self.run("NodeGetCapabilities", "", |mut c, t| async move {
+            c.node_get_capabilities(request(NodeGetCapabilitiesRequest {}, t)).await
+        })?;
+        let caps = NodeCapabilities::from_response(&response);
+        self.drivers.cache_capabilities(&self.driver, caps);
+        Ok(caps)
+    }
+
+    pub(crate) fn stage(&self, req: NodeStageVolumeRequest) -> Result<(), CsiError> {
+        let volume = req.volume_id.clone();
+        self.run("NodeStageVolume", &volume, |mut c, t| async move { c.node_stage_volume(request(req, t)).await })
+            .map(drop)
+    }
+
+    pub(crate) fn unstage(&self, volume: &str, staging_target_path: &str) -> Result<(), CsiError> {
+        let req = NodeUnstageVolumeRequest {
+            volume_id: volume.to_string(),
+            staging_target_path: staging_target_path.to_string(),
+        };
+        self.run("NodeUnstageVolume", volume, |mut c, t| async move { c.node_unstage_volume(request(req, t)).await })
+            .map(drop)
+    }
+
+    pub(crate) fn publish(&self, req: NodePublishVolumeRequest) -> Result<(), CsiError> {
+        let volume = req.volume_id.clone();
+        self.run("NodePublishVolume", &volume, |mut c, t| async move { c.node_publish_volume(request(req, t)).await })
+            .map(drop)
+    }
+
+    pub(crate) fn unpublish(&self, volume: &str, target_path: &str) -> Result<(), CsiError> {
+        let req = NodeUnpublishVolumeRequest { volume_id: volume.to_string(), target_path: target_path.to_string() };
+        self.run(
+            "NodeUnpublishVolume",
+            volume,
+            |mut c, t| async move { c.node_unpublish_volume(request(req, t)).await },
+        )
+        .map(drop)
+    }
+}
+
+/// NodeGetVolumeStats on `channel` (async: the agent's stats loop runs on the runtime).
+pub(crate) async fn get_volume_stats(
+    channel: Channel,
+    req: NodeGetVolumeStatsRequest,
+    timeout: Duration,
+) -> Result<NodeGetVolumeStatsResponse, CsiError> {
+    let volume = req.volume_id.clone();
+    let mut client = NodeClient::new(channel);
+    call_with_timeout("NodeGetVolumeStats", &volume, timeout, client.node_get_volume_stats(request(req, timeout))).await
+}
+
+/// NodeGetCapabilities on `channel`, async.
+pub(crate) async fn get_capabilities(channel: Channel, timeout: Duration) -> Result<NodeCapabilities, CsiError> {
+    let mut client = NodeClient::new(channel);
+    let response = call_with_timeout(
+        "NodeGetCapabilities",
+        "",
+        timeout,
+        client.node_get_capabilities(request(NodeGetCapabilitiesRequest {}, timeout)),
+    )
+    .await?;
+    Ok(NodeCapabilities::from_response(&response))
+}
