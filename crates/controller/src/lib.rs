@@ -10,6 +10,7 @@
 //! one PV, and a reservation set so two claims never race for the same volume. All state is rebuilt from the
 //! API on start; the two-step binding (PV claimRef first, then the claim) makes a restart at any point safe.
 
+pub mod attach_detach;
 mod binder;
 pub mod cache;
 mod ctx;

@@ -312,9 +312,9 @@ impl Ctx {
         let ctx = Arc::clone(self);
         let is_live = move |pv_name: &str| {
             ctx.volumes.get(pv_name).is_some()
-                || pv_name.strip_prefix("pvc-").is_some_and(|uid| {
-                    ctx.claims.list().iter().any(|c| c.metadata.uid.as_deref() == Some(uid))
-                })
+                || pv_name
+                    .strip_prefix("pvc-")
+                    .is_some_and(|uid| ctx.claims.list().iter().any(|c| c.metadata.uid.as_deref() == Some(uid)))
         };
         for name in self.registry.names() {
             let Some(provisioner) = self.registry.get(&name) else { continue };

@@ -53,6 +53,9 @@ pub struct ControllerConfig {
     pub scheduler: bool,
     /// Counters, shared with whoever started the controllers.
     pub metrics: Arc<Metrics>,
+    /// Run the attach/detach controller too, for CSI volumes only (no FlexVolume plugins); `None`: don't.
+    /// Attaching FlexVolumes needs the probed drivers: call [`crate::attach_detach::run_attach_detach`].
+    pub attach_detach: Option<crate::attach_detach::AttachDetachConfig>,
 }
 
 impl ControllerConfig {
@@ -71,6 +74,7 @@ impl ControllerConfig {
             recycle_timeout: Duration::from_secs(300),
             scheduler: true,
             metrics: Arc::default(),
+            attach_detach: None,
         }
     }
 }
@@ -162,6 +166,12 @@ pub async fn run_controllers_with(
         tasks.spawn(watch_loop::<Node>(ctx.clone(), "nodes", ready_tx.clone(), on_node));
     }
     drop(ready_tx);
+    if let Some(config) = ctx.config.attach_detach.clone() {
+        let registry = kvol_volume::PluginRegistry::new();
+        let client = ctx.client.clone();
+        // Stopped with the other tasks (`abort_all`), so it needs no shutdown signal of its own.
+        tasks.spawn(crate::attach_detach::run_attach_detach(client, registry, config, std::future::pending()));
+    }
     tokio::pin!(shutdown);
     for _ in 0..kinds {
         tokio::select! {
@@ -219,6 +229,16 @@ pub async fn run_controllers_with(
         },
         false,
     ));
+    {
+        // What a crash in the middle of provisioning left: at start, then now and then.
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            loop {
+                ctx.collect_abandoned_volumes().await;
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+        });
+    }
     ctx.metrics.ready.store(true, Ordering::SeqCst);
     tracing::info!(volumes = ctx.volumes.list().len(), claims = ctx.claims.len(), "storage controllers running");
     let result = tokio::select! {

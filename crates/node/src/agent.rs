@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::storage::v1::CSIDriver;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
+use kvol_volume::plugins::csi::{CsiDrivers, CsiPlugin, RegistrationEvent};
 use kvol_volume::PluginRegistry;
 use tokio::task::JoinSet;
 
@@ -18,6 +19,14 @@ use crate::desired::ObjectRef;
 use crate::error::{Error, Result};
 use crate::host::AgentHost;
 use crate::manager::Manager;
+
+/// What the agent's embedder hears about (the CSI drivers registering on this node: `kvol server` starts
+/// their controller roles).
+#[derive(Clone, Default)]
+pub struct AgentHooks {
+    /// Called for every CSI driver registration and unregistration on this node.
+    pub on_csi_registration: Option<Arc<dyn Fn(RegistrationEvent) + Send + Sync>>,
+}
 
 /// Runs the node agent for `config.node_name` until `shutdown` resolves, mounting with `mount(2)`.
 /// Mounts stay in place when it stops: a restarted agent reconstructs them.
@@ -32,10 +41,23 @@ pub async fn run_agent_with(
     mounter: Arc<dyn kvol_mount::Mounter>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    run_agent_hooked(client, config, mounter, AgentHooks::default(), shutdown).await
+}
+
+/// [`run_agent_with`], telling `hooks` what happens.
+pub async fn run_agent_hooked(
+    client: Client,
+    config: AgentConfig,
+    mounter: Arc<dyn kvol_mount::Mounter>,
+    hooks: AgentHooks,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let root = config.root_dir.clone();
     std::fs::create_dir_all(kvol_mount::paths::pods_dir(&root))
         .map_err(|source| Error::ReadDir { path: root.clone(), source })?;
     let mut registry = PluginRegistry::with(kvol_volume::all_plugins())?;
+    let csi_drivers = CsiDrivers::new();
+    registry.register(Arc::new(CsiPlugin::new(Arc::clone(&csi_drivers), tokio::runtime::Handle::current())))?;
 
     let mut tasks = JoinSet::new();
     if let Some(dir) = &config.volume_plugin_dir {
@@ -73,7 +95,7 @@ pub async fn run_agent_with(
     )?;
     tracing::info!(volumes = report.volumes, devices = report.devices, unknown = report.unknown.len(), root = %root.display(), "reconstructed the actual state");
 
-    crate::node_status::register(&client, &config.node_name).await?;
+    crate::node_status::register(&client, &config.node_name, config.controller_attach_detach).await?;
 
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let manager = Manager::new(config.clone(), registry, host, mounter, actual, events_tx);
@@ -125,6 +147,26 @@ pub async fn run_agent_with(
         return Err(Error::Watch("ConfigMap/Secret/CSIDriver caches did not sync in 30s".into()));
     }
 
+    {
+        let on_change = hooks.on_csi_registration.clone();
+        let watcher = crate::plugin_watcher::run_plugin_watcher(
+            client.clone(),
+            config.node_name.clone(),
+            root.clone(),
+            Arc::clone(&csi_drivers),
+            move |event| {
+                if let Some(hook) = &on_change {
+                    hook(event);
+                }
+            },
+            std::future::pending(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = watcher.await {
+                tracing::error!("the CSI plugin watcher stopped: {e}");
+            }
+        });
+    }
     tasks.spawn(crate::status::event_writer(client.clone(), config.node_name.clone(), events_rx));
     tasks.spawn(crate::status::status_loop(Arc::clone(&manager), client.clone()));
     tasks.spawn(crate::status::usage_loop(Arc::clone(&manager), client.clone()));

@@ -52,9 +52,18 @@ pub fn volume_path(root: &Path, uid: &str, registry: &PluginRegistry, spec: &Vol
         return Ok((PathBuf::from(plugin.volume_name(spec)?), spec.claim_read_only()));
     }
     let inline_ro = spec.inline().is_some_and(|v| {
-        v.config_map.is_some() || v.secret.is_some() || v.nfs.as_ref().and_then(|n| n.read_only).unwrap_or(false)
+        v.config_map.is_some()
+            || v.secret.is_some()
+            || v.nfs.as_ref().and_then(|n| n.read_only).unwrap_or(false)
+            || v.csi.as_ref().and_then(|c| c.read_only).unwrap_or(false)
+            || v.flex_volume.as_ref().and_then(|f| f.read_only).unwrap_or(false)
     });
-    Ok((kvol_mount::paths::pod_volume_dir(root, uid, name, spec.name()), inline_ro || spec.claim_read_only()))
+    let mut dir = kvol_mount::paths::pod_volume_dir(root, uid, name, spec.name());
+    if name == kvol_volume::plugins::csi::CSI_PLUGIN_NAME {
+        // kubelet's CSI layout: the mount is one level down, beside `vol_data.json`.
+        dir.push("mount");
+    }
+    Ok((dir, inline_ro || spec.claim_read_only()))
 }
 
 /// The mounts of `container` in `pod`, given the host path and read-only flag of each pod volume.

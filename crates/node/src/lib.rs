@@ -31,7 +31,7 @@ pub mod status;
 pub mod subpath;
 pub mod volume_id;
 
-pub use agent::{run_agent, run_agent_with};
+pub use agent::{run_agent, run_agent_hooked, run_agent_with, AgentHooks};
 pub use config::{AgentConfig, DEFAULT_ROOT_DIR, DEFAULT_VOLUME_PLUGIN_DIR};
 pub use container_mounts::{container_mounts, to_docker, to_oci, volume_path, ContainerMount, Propagation};
 pub use error::{Error, Result};

@@ -421,6 +421,15 @@ impl Manager {
                 }
                 true
             }
+            Err(failure) if failure.waiting => {
+                tracing::debug!(volume = %wanted.unique_name, "{}", failure.message);
+                let mut actual = self.actual.lock();
+                if actual.device(&wanted.unique_name).is_some_and(|d| d.device_mount_path.as_os_str().is_empty()) {
+                    actual.remove_device(&wanted.unique_name);
+                }
+                // Not a failure: no backoff, so the next pass (100 ms) looks at node status again.
+                true
+            }
             Err(failure) => {
                 tracing::warn!(volume = %wanted.unique_name, pod = %format!("{}/{}", pod.namespace, pod.name), "{}", failure.message);
                 {

@@ -36,13 +36,23 @@ fn ready_condition(previous: Option<&NodeCondition>) -> NodeCondition {
     }
 }
 
-/// Creates the Node if missing and makes sure it carries the hostname label.
-pub async fn register(client: &Client, node: &str) -> Result<()> {
+/// Creates the Node if missing and makes sure it carries the hostname label and kubelet's
+/// `volumes.kubernetes.io/controller-managed-attach-detach` annotation (`"true"` when the attach/detach
+/// controller attaches this node's volumes, `"false"` when the agent does).
+pub async fn register(client: &Client, node: &str, controller_attach_detach: bool) -> Result<()> {
+    let managed = if controller_attach_detach { "true" } else { "false" };
+    let annotations: std::collections::BTreeMap<String, String> =
+        [(kvol_api::names::ANN_CONTROLLER_MANAGED_ATTACH.to_string(), managed.to_string())].into();
     let nodes: Api<Node> = Api::all(client.clone());
     match nodes.get_opt(node).await.map_err(Error::api(format!("getting node {node}")))? {
         None => {
             let object = Node {
-                metadata: ObjectMeta { name: Some(node.into()), labels: Some(labels(node)), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(node.into()),
+                    labels: Some(labels(node)),
+                    annotations: Some(annotations.clone()),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             match nodes.create(&PostParams::default(), &object).await {
@@ -53,8 +63,14 @@ pub async fn register(client: &Client, node: &str) -> Result<()> {
         }
         Some(existing) => {
             let has = existing.metadata.labels.as_ref().and_then(|l| l.get(HOSTNAME_LABEL)).is_some();
-            if !has {
-                let patch = serde_json::json!({ "metadata": { "labels": labels(node) } });
+            let current = existing
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(kvol_api::names::ANN_CONTROLLER_MANAGED_ATTACH))
+                .map(String::as_str);
+            if !has || current != Some(managed) {
+                let patch = serde_json::json!({ "metadata": { "labels": labels(node), "annotations": annotations } });
                 nodes
                     .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
                     .await

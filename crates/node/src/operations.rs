@@ -94,6 +94,8 @@ pub struct DeviceFailure {
     pub uncertain: bool,
     /// The global path, when it was known.
     pub device_mount_path: Option<PathBuf>,
+    /// Nothing failed: the controller has not attached the volume yet (kubelet waits without an event).
+    pub waiting: bool,
 }
 
 /// Attaches the volume (when `self_attach`) or finds the controller's attachment in node status, waits
@@ -111,6 +113,7 @@ pub fn mount_device(
         attached,
         uncertain: err.is_some_and(|e| e.class() == kvol_volume::ErrorClass::Uncertain),
         device_mount_path: None,
+        waiting: false,
     };
     let (Some(device), Some(wanted)) = (plugin.as_device(), volume.device.as_ref()) else {
         return Err(failure(format!("volume {name:?}: plugin {} has no device phase", plugin.name()), false, None));
@@ -136,13 +139,16 @@ pub fn mount_device(
         match host.attached_device_path(unique) {
             Ok(Some(path)) => path,
             Ok(None) => {
-                return Err(failure(
-                    format!(
-                        "Volume not attached according to node status for volume {name:?} (UniqueName: {unique:?})"
-                    ),
-                    false,
-                    None,
-                ))
+                return Err(DeviceFailure {
+                    waiting: true,
+                    ..failure(
+                        format!(
+                            "Volume not attached according to node status for volume {name:?} (UniqueName: {unique:?})"
+                        ),
+                        false,
+                        None,
+                    )
+                })
             }
             Err(e) => {
                 return Err(failure(

@@ -53,6 +53,9 @@ pub enum Error {
     /// A plugin name was registered twice.
     #[error("volume plugin {0:?} was registered twice")]
     DuplicatePlugin(String),
+    /// A CSI step failed; its class follows kubelet's `isFinalError`.
+    #[error(transparent)]
+    Csi(#[from] crate::plugins::csi::CsiError),
     /// The spec is malformed for this plugin (a field it requires is missing).
     #[error("volume {volume}: {reason}")]
     InvalidSpec { volume: String, reason: String },
@@ -65,6 +68,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Host(e) => e.class(),
+            Error::Csi(e) => e.class(),
             Error::HostPathType { .. }
             | Error::HostPathInvalidType { .. }
             | Error::Backsteps { .. }

@@ -1,5 +1,5 @@
 //! `kvol controller`: the storage controllers (PV binder, provisioning with `kvol.io/local-path`, protection,
-//! volume-aware scheduler) against any Kubernetes API server, kvol's or a real one, until SIGTERM or SIGINT.
+//! volume-aware scheduler, attach/detach) against any Kubernetes API server, kvol's or a real one, until SIGTERM or SIGINT.
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -21,6 +21,13 @@ pub struct Args {
     /// Do not run the volume-aware scheduler (when kube-scheduler places pods).
     #[arg(long)]
     no_scheduler: bool,
+    /// Do not run the attach/detach controller (when kube-controller-manager runs its own).
+    #[arg(long)]
+    no_attach_detach: bool,
+    /// Where the FlexVolume drivers the attach/detach controller attaches through are installed
+    /// (kube-controller-manager's flag of this name).
+    #[arg(long, default_value = kvol_node::DEFAULT_VOLUME_PLUGIN_DIR)]
+    flex_volume_plugin_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -33,7 +40,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         config.workers = args.workers.max(1);
         config.scheduler = !args.no_scheduler;
-        let shutdown = super::shutdown_signal();
-        kvol_controller::run_controllers(client, config, shutdown).await.context("kvol controller")
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let controllers = kvol_controller::run_controllers(client.clone(), config, stopped(stop_rx.clone()));
+        let attach_detach = async {
+            if args.no_attach_detach {
+                stopped(stop_rx.clone()).await;
+                return Ok(());
+            }
+            super::inprocess::attach_detach(client, args.flex_volume_plugin_dir, stopped(stop_rx.clone())).await
+        };
+        tokio::pin!(controllers, attach_detach);
+        // Either part failing stops the command; a signal stops both, then waits for them.
+        tokio::select! {
+            r = &mut controllers => return r.context("kvol controller"),
+            r = &mut attach_detach => r?,
+            _ = super::shutdown_signal() => {}
+        }
+        let _ = stop.send(true);
+        let (controllers, attach_detach) = tokio::join!(controllers, attach_detach);
+        controllers.context("kvol controller")?;
+        attach_detach
     })
 }

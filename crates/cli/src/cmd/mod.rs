@@ -8,6 +8,7 @@ pub mod csi_sidecar;
 pub mod delete;
 pub mod describe;
 pub mod get;
+pub mod inprocess;
 pub mod mounts;
 pub mod server;
 

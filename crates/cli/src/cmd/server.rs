@@ -51,6 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.bookmark_interval = Duration::from_secs(args.watch_bookmark_interval.max(1));
     let agent_config = super::agent::agent_config(&args.data_dir, &args.node);
     let node_name = agent_config.node_name.clone();
+    let flex_dir = args.node.volume_plugin_dir.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await.context("kvol server")?;
@@ -70,10 +71,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 )
             });
         }
-        if !args.no_agent {
+        if !args.no_controllers {
             let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
             parts.spawn(async move {
-                ("node agent", kvol_node::run_agent(client, agent_config, stop).await.map_err(anyhow::Error::from))
+                ("attach/detach controller", super::inprocess::attach_detach(client, flex_dir, stop).await)
+            });
+        }
+        if !args.no_agent {
+            let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
+            let mut hooks = kvol_node::AgentHooks::default();
+            if !args.no_controllers {
+                let (hook, registrations) = super::inprocess::registration_hook();
+                hooks.on_csi_registration = Some(hook);
+                let client = client.clone();
+                parts.spawn(async move {
+                    super::inprocess::csi_roles(client, registrations).await;
+                    ("CSI controller roles", Ok(()))
+                });
+            }
+            parts.spawn(async move {
+                let mounter = std::sync::Arc::new(kvol_mount::RealMounter::new());
+                let result = kvol_node::run_agent_hooked(client, agent_config, mounter, hooks, stop).await;
+                ("node agent", result.map_err(anyhow::Error::from))
             });
         }
         let shutdown = async move {

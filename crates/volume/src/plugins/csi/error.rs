@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, ErrorClass};
+use crate::error::ErrorClass;
 
 /// Why a CSI step failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,58 +51,6 @@ impl CsiError {
     }
 }
 
-impl From<CsiError> for Error {
-    /// The crate's error has no CSI variant yet, so each class rides on an existing variant of that class:
-    /// uncertain on `CommandTimedOut` (the call did not finish within its deadline), final on `InvalidSpec`,
-    /// transient on `ObjectUnavailable`. The text says what happened in each case.
-    fn from(err: CsiError) -> Error {
-        match (err.class(), &err) {
-            (ErrorClass::Uncertain, CsiError::Timeout { call, volume, timeout }) => {
-                kvol_mount::Error::CommandTimedOut {
-                    program: format!("{call} for volume {volume:?}"),
-                    timeout: *timeout,
-                }
-                .into()
-            }
-            (ErrorClass::Uncertain, CsiError::Call { call, volume, code, message, timeout }) => {
-                kvol_mount::Error::CommandTimedOut {
-                    program: format!(
-                        "{call} for volume {volume:?} (last answer: rpc error: code = {code:?} desc = {message})"
-                    ),
-                    timeout: *timeout,
-                }
-                .into()
-            }
-            (ErrorClass::Final, CsiError::Call { volume, .. }) => {
-                Error::InvalidSpec { volume: volume.clone(), reason: format!("kubernetes.io/csi: {err}") }
-            }
-            (_, CsiError::Attach { attachment, .. }) => Error::ObjectUnavailable {
-                resource: "volumeattachments",
-                namespace: String::new(),
-                name: attachment.clone(),
-                reason: err.to_string(),
-            },
-            (
-                _,
-                CsiError::NotRegistered { driver }
-                | CsiError::Registration { driver, .. }
-                | CsiError::Driver { driver, .. },
-            ) => Error::ObjectUnavailable {
-                resource: "csidrivers",
-                namespace: String::new(),
-                name: driver.clone(),
-                reason: err.to_string(),
-            },
-            _ => Error::ObjectUnavailable {
-                resource: "csidrivers",
-                namespace: String::new(),
-                name: String::new(),
-                reason: err.to_string(),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,8 +87,9 @@ mod tests {
         for case in cases {
             let text = case.err.to_string();
             assert_eq!(case.err.class(), case.want, "{text}");
-            let converted: Error = case.err.into();
+            let converted: crate::Error = case.err.into();
             assert_eq!(converted.class(), case.want, "{text} → {converted}");
+            assert_eq!(converted.to_string(), text, "the CSI error is shown as it is");
         }
     }
 }
