@@ -108,7 +108,38 @@ impl Ctx {
     }
 
     /// No volume matched: wait for the first consumer, provision, or report (`syncUnboundClaim`'s nil branch).
+    /// `assignDefaultStorageClass` (KEP-3333, retroactive default StorageClass): an unbound claim with no
+    /// `storageClassName` at all (not `""`, which asks for no class) gets the default class once one
+    /// exists, the newest default when there are several, as the admission plugin would have given it.
+    async fn assign_default_class(&self, claim: &PersistentVolumeClaim) -> Result<bool> {
+        let spec = claim.spec.clone().unwrap_or_default();
+        if spec.storage_class_name.is_some() {
+            return Ok(false);
+        }
+        let default = self
+            .classes
+            .list()
+            .into_iter()
+            .filter(|c| kvol_api::names::is_default_class(c.metadata.annotations.as_ref()))
+            .max_by(|a, b| {
+                let created = |c: &k8s_openapi::api::storage::v1::StorageClass| {
+                    c.metadata.creation_timestamp.as_ref().map(|t| t.0)
+                };
+                created(a).cmp(&created(b)).then_with(|| b.name_any().cmp(&a.name_any()))
+            });
+        let Some(default) = default else { return Ok(false) };
+        let mut updated = claim.clone();
+        updated.spec.get_or_insert_with(Default::default).storage_class_name = Some(default.name_any());
+        self.replace_claim(&updated).await?;
+        tracing::info!(claim = %claim_key(claim), class = %default.name_any(), "assigned the default StorageClass to an unbound claim");
+        Ok(true)
+    }
+
     async fn no_volume_for_claim(self: &Arc<Self>, claim: Arc<PersistentVolumeClaim>, delay: bool) -> Result<()> {
+        if self.assign_default_class(&claim).await? {
+            // The claim changed: its next sync (from the watch) provisions or binds it with the class.
+            return Ok(());
+        }
         let class = matching::claim_class(&claim).to_string();
         if delay && !has_annotation(&*claim, ANN_SELECTED_NODE) {
             let pods = self.pods_referencing_claim(&claim);

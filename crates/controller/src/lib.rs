@@ -29,5 +29,5 @@ pub mod scrub;
 
 pub use error::{Error, Result};
 pub use local_path::LocalPathProvisioner;
-pub use provision::{ProvisionOptions, ProvisionedVolume, Provisioner, ProvisionerRegistry};
+pub use provision::{ProvisionOptions, ProvisionedVolume, Provisioner, ProvisionerRegistry, VolumeState};
 pub use runner::{run_controllers, run_controllers_with, ControllerConfig, Metrics};

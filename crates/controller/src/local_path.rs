@@ -7,7 +7,7 @@
 //! `archiveOnDelete: "true"` renames the directory to `archived-<pv name>` on Delete instead of removing it.
 
 use crate::error::{Error, Result};
-use crate::provision::{ProvisionOptions, ProvisionedVolume, Provisioner};
+use crate::provision::{ProvisionOptions, ProvisionedVolume, Provisioner, VolumeState};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{
@@ -163,8 +163,8 @@ impl LocalPathProvisioner {
         }
     }
 
-    /// Deletes marked volumes that `is_live` says nothing wants; clears the mark of those with a PV.
-    fn collect_abandoned_blocking(&self, is_live: &(dyn Fn(&str) -> bool + Send + Sync)) -> Result<Vec<String>> {
+    /// Deletes marked volumes that `state` says nothing wants; clears the mark of those with a PV.
+    fn collect_abandoned_blocking(&self, state: &(dyn Fn(&str) -> VolumeState + Send + Sync)) -> Result<Vec<String>> {
         let entries = match std::fs::read_dir(&self.base) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -179,8 +179,13 @@ impl LocalPathProvisioner {
             if pv_name.is_empty() || pv_name.contains('/') {
                 continue;
             }
-            if is_live(pv_name) {
-                continue;
+            match state(pv_name) {
+                VolumeState::HasVolume => {
+                    self.clear_mark(pv_name)?;
+                    continue;
+                }
+                VolumeState::HasClaim => continue,
+                VolumeState::Gone => {}
             }
             self.remove_volume_dir(&self.volume_dir(pv_name))?;
             self.clear_mark(pv_name)?;
@@ -364,10 +369,10 @@ impl Provisioner for LocalPathProvisioner {
 
     fn collect_abandoned<'a>(
         &'a self,
-        is_live: &'a (dyn Fn(&str) -> bool + Send + Sync),
+        state: &'a (dyn Fn(&str) -> VolumeState + Send + Sync),
     ) -> BoxFuture<'a, Result<Vec<String>>> {
         // The check is cheap and local: run it here rather than move the closure to another thread.
-        async move { self.collect_abandoned_blocking(is_live) }.boxed()
+        async move { self.collect_abandoned_blocking(state) }.boxed()
     }
 
     fn delete<'a>(&'a self, volume: &'a PersistentVolume) -> BoxFuture<'a, Result<()>> {
@@ -420,7 +425,10 @@ mod tests {
         p.clear_mark("pvc-committed").unwrap();
         // A directory that was never marked (made by an older kvol, or committed long ago) is never touched.
         std::fs::create_dir_all(p.volume_dir("pvc-old")).unwrap();
-        let live = |name: &str| name == "pvc-inflight" || name == "pvc-hasclaim";
+        let live = |name: &str| match name {
+            "pvc-inflight" | "pvc-hasclaim" => VolumeState::HasClaim,
+            _ => VolumeState::Gone,
+        };
         let deleted = p.collect_abandoned_blocking(&live).unwrap();
         assert_eq!(deleted, vec!["pvc-abandoned".to_string()]);
         assert!(!p.volume_dir("pvc-abandoned").exists());
@@ -429,9 +437,25 @@ mod tests {
             assert!(p.volume_dir(kept).join("data").exists(), "{kept} kept");
         }
         assert!(p.volume_dir("pvc-old").exists());
-        // Nothing wants the committed one either, but without its mark it is not the collector's.
-        assert!(p.collect_abandoned_blocking(&|_: &str| false).unwrap().iter().all(|n| n != "pvc-committed"));
+        // A marked volume whose PV exists is committed: its mark goes, the volume stays.
+        p.collect_abandoned_blocking(&|n: &str| {
+            if n == "pvc-inflight" {
+                VolumeState::HasVolume
+            } else {
+                VolumeState::HasClaim
+            }
+        })
+        .unwrap();
+        assert!(!p.provisioning_mark("pvc-inflight").exists());
+        assert!(p.volume_dir("pvc-inflight").join("data").exists());
+        // Nothing wants the unmarked ones now, but without a mark they are not the collector's.
+        assert!(p
+            .collect_abandoned_blocking(&|_: &str| VolumeState::Gone)
+            .unwrap()
+            .iter()
+            .all(|n| n != "pvc-committed" && n != "pvc-inflight"));
         assert!(p.volume_dir("pvc-committed").exists());
+        assert!(p.volume_dir("pvc-inflight").exists());
         // Making the directory again for a committed volume does not mark it.
         p.make_dir(&p.volume_dir("pvc-committed"), 1 << 20).unwrap();
         assert!(!p.provisioning_mark("pvc-committed").exists());

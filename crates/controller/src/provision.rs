@@ -75,15 +75,26 @@ pub trait Provisioner: Send + Sync {
         Box::pin(async { Ok(()) })
     }
     /// Deletes volumes whose provisioning was cut short (a crash after making the volume and before its PV
-    /// existed) and that no claim wants any more: `is_live(pv_name)` says whether a PV or the claim of that
-    /// name still exists. Returns the names deleted. Only volumes still marked in flight are considered, so
-    /// a volume that ever had a PV is never touched.
+    /// existed) and that no claim wants any more; `state(pv_name)` says what exists of that name. A marked
+    /// volume with a PV is committed: its mark is cleared. Returns the names deleted. Only volumes still
+    /// marked in flight are considered, so a volume that ever had a PV is never touched.
     fn collect_abandoned<'a>(
         &'a self,
-        _is_live: &'a (dyn Fn(&str) -> bool + Send + Sync),
+        _state: &'a (dyn Fn(&str) -> VolumeState + Send + Sync),
     ) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+}
+
+/// What exists of a volume a provisioner made, for [`Provisioner::collect_abandoned`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeState {
+    /// Its PV exists: the volume is committed.
+    HasVolume,
+    /// No PV, but its claim exists: provisioning may be in flight.
+    HasClaim,
+    /// Neither: abandoned.
+    Gone,
 }
 
 /// Provisioners by name; built explicitly and handed to the controllers.
@@ -310,15 +321,21 @@ impl Ctx {
         // before its volume is ever marked (provisioning works from the cache), and a PV made by an earlier
         // run is in the synced cache, so a volume being provisioned now is never taken for abandoned.
         let ctx = Arc::clone(self);
-        let is_live = move |pv_name: &str| {
-            ctx.volumes.get(pv_name).is_some()
-                || pv_name
-                    .strip_prefix("pvc-")
-                    .is_some_and(|uid| ctx.claims.list().iter().any(|c| c.metadata.uid.as_deref() == Some(uid)))
+        let state = move |pv_name: &str| {
+            if ctx.volumes.get(pv_name).is_some() {
+                VolumeState::HasVolume
+            } else if pv_name
+                .strip_prefix("pvc-")
+                .is_some_and(|uid| ctx.claims.list().iter().any(|c| c.metadata.uid.as_deref() == Some(uid)))
+            {
+                VolumeState::HasClaim
+            } else {
+                VolumeState::Gone
+            }
         };
         for name in self.registry.names() {
             let Some(provisioner) = self.registry.get(&name) else { continue };
-            match provisioner.collect_abandoned(&is_live).await {
+            match provisioner.collect_abandoned(&state).await {
                 Ok(deleted) if !deleted.is_empty() => {
                     tracing::info!(provisioner = %name, volumes = ?deleted, "deleted volumes abandoned by interrupted provisioning")
                 }

@@ -277,8 +277,14 @@ async fn worker(ctx: Arc<Ctx>, queue: WorkQueue<String>, sync: SyncFn, owns_fail
 
 /// Claims of a class that are still waiting for a volume get another look.
 fn wake_claims_of_class(ctx: &Ctx, class: &str) {
+    // A new default class is also for the claims that have no class at all (retroactive default class).
+    let is_default =
+        ctx.classes.get(class).is_some_and(|c| kvol_api::names::is_default_class(c.metadata.annotations.as_ref()));
     let waiting = ctx.claims.filter(|c| {
-        matching::claim_class(c) == class && claim_volume_name(c).is_empty() && c.metadata.deletion_timestamp.is_none()
+        let no_class = c.spec.as_ref().is_some_and(|s| s.storage_class_name.is_none());
+        (matching::claim_class(c) == class || (is_default && no_class))
+            && claim_volume_name(c).is_empty()
+            && c.metadata.deletion_timestamp.is_none()
     });
     ctx.claim_queue.add_all(waiting.iter().map(|c| claim_key(c)));
 }

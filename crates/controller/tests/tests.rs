@@ -628,3 +628,49 @@ async fn local_path_on_btrfs_enforces_the_requested_capacity_with_a_qgroup() {
     assert!(!dir.exists(), "subvolume deleted");
     provisioner.delete(&pv).await.unwrap(); // already gone is success
 }
+
+/// KEP-3333: a claim made while there was no default class gets one when a default class appears, and
+/// is then provisioned; a claim asking for no class (`""`) is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_without_a_class_gets_the_default_class_created_after_it() {
+    let c = Cluster::start().await;
+    c.apply(&claim("early", None, "8Mi"));
+    c.apply(&claim("none", Some(""), "8Mi"));
+    wait_pvc_phase(&c, "early", "Pending").await;
+    c.apply(&local_path_class("late-default", "Delete", "Immediate", true));
+    let bound = wait_pvc_phase(&c, "early", "Bound").await;
+    assert_eq!(bound.spec.as_ref().unwrap().storage_class_name.as_deref(), Some("late-default"));
+    let none = pvcs(&c).get("none").await.unwrap();
+    assert_eq!(none.spec.as_ref().unwrap().storage_class_name.as_deref(), Some(""), "\"\" means no class");
+    assert_eq!(pvc_phase(&none), "Pending");
+}
+
+/// A crash between making a local-path volume and creating its PV, followed by the claim's deletion
+/// while the controller was down, leaves a marked directory: the restarted controller deletes it, and
+/// never a volume that has a PV or a claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_abandoned_by_a_crash_during_provisioning_is_deleted_at_restart() {
+    let mut c = Cluster::start().await;
+    c.apply(&local_path_class("local", "Delete", "Immediate", true));
+    c.apply(&claim("kept", None, "8Mi"));
+    let kept = wait_pvc_phase(&c, "kept", "Bound").await;
+    let kept_pv = kept.spec.as_ref().unwrap().volume_name.clone().unwrap();
+    c.kill_controllers().await;
+    // What the crash left: the volume directory with its in-flight mark, for a claim that is gone.
+    let abandoned = c.local_path.join("pvc-00000000-dead-beef-0000-000000000000");
+    std::fs::create_dir_all(&abandoned).unwrap();
+    std::fs::write(abandoned.join("file"), "x").unwrap();
+    let mark = c.local_path.join(".pvc-00000000-dead-beef-0000-000000000000.provisioning");
+    std::fs::write(&mark, "").unwrap();
+    // A marked volume whose PV exists (the crash came after the PV): kept, and its mark cleared.
+    let kept_mark = c.local_path.join(format!(".{kept_pv}.provisioning"));
+    std::fs::write(&kept_mark, "").unwrap();
+    c.start_controllers(|_| {}, None);
+    c.wait_for("the abandoned volume deleted", WAIT, || async {
+        (!abandoned.exists() && !mark.exists()).then_some(())
+    })
+    .await;
+    assert!(c.local_path.join(&kept_pv).exists(), "a volume with a PV is kept");
+    assert!(!kept_mark.exists(), "and its mark cleared, so that it is never collected later");
+    assert_eq!(pvc_phase(&pvcs(&c).get("kept").await.unwrap()), "Bound");
+}
