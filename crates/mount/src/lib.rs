@@ -27,6 +27,7 @@ pub mod mountinfo;
 pub mod ownership;
 pub mod paths;
 pub mod safe_path;
+pub mod statx;
 pub mod tmpfs;
 
 pub use atomic_writer::{AtomicWriter, FileProjection, WriteOutcome};
@@ -40,4 +41,5 @@ pub use mountinfo::{
 };
 pub use ownership::{set_volume_ownership, FsGroupChangePolicy};
 pub use safe_path::{bind_subpath, clean_subpaths, safe_make_dir, validate_sub_path, VerifiedPath};
+pub use statx::{statx, statx_mount_root, PathStat};
 pub use tmpfs::mount_tmpfs;

@@ -1,8 +1,14 @@
-//! kvol-csi benchmark: NodePublish+NodeUnpublish latency of a staged volume (p50/p99),
-//! CreateVolume+DeleteVolume throughput per backend, and the driver's RSS idle and under load.
-//! Prints the figures and the machine. Needs root, btrfs-progs and e2fsprogs (skips otherwise).
+//! kvol-csi benchmark: NodePublish and NodeUnpublish latency of a staged volume (p50/p99 of each, and
+//! of the pair), CreateVolume+DeleteVolume throughput per backend, and the driver's RSS idle and under
+//! load. Prints the figures and the machine. Needs root, btrfs-progs and e2fsprogs (skips otherwise).
 //!
-//! Run: `cargo bench -p kvol-csi-driver --bench csi` (optionally `KVOL_BENCH_ITERS=2000`).
+//! Run: `cargo bench -p kvol-csi-driver --bench csi` (optionally `KVOL_BENCH_ITERS=2000`,
+//! `KVOL_BENCH_CREATES=50`, and `KVOL_CSI_BIN=<path>` to measure another build of the driver).
+//!
+//! The client is one thread on one persistent connection, so what is measured beyond the no-op RPC
+//! is the driver. A busy node's mount table (thousands of entries) can be had without touching the
+//! host's: run the benchmark under `unshare -m --propagation private` after mounting that many small
+//! tmpfs in the new namespace.
 
 #[path = "../tests/util/mod.rs"]
 mod util;
@@ -43,9 +49,12 @@ fn ms(d: Duration) -> String {
 struct Figures {
     backend: &'static str,
     noop_p50: Duration,
-    publish_only_p50: Duration,
     publish_p50: Duration,
     publish_p99: Duration,
+    unpublish_p50: Duration,
+    unpublish_p99: Duration,
+    pair_p50: Duration,
+    pair_p99: Duration,
     create_delete_per_s: f64,
     rss_idle_kib: u64,
     rss_load_kib: u64,
@@ -57,12 +66,14 @@ async fn bench_backend(kind: Kind, iters: usize, creates: usize) -> Figures {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_idle_kib = rss_kib(pid);
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_idle_kib));
+    // On its own thread, so that sampling never delays the client's requests.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                std::thread::sleep(Duration::from_millis(5));
             }
         })
     };
@@ -85,20 +96,24 @@ async fn bench_backend(kind: Kind, iters: usize, creates: usize) -> Figures {
     let target = fx.target("bench-pod");
     let mut samples = Vec::with_capacity(iters);
     let mut publishes = Vec::with_capacity(iters);
+    let mut unpublishes = Vec::with_capacity(iters);
     for _ in 0..iters {
         let start = Instant::now();
         n.node_publish_volume(publish_req(&id, &staging, &target, rwo(), false)).await.unwrap();
-        publishes.push(start.elapsed());
+        let published = Instant::now();
+        publishes.push(published - start);
         n.node_unpublish_volume(NodeUnpublishVolumeRequest {
             volume_id: id.clone(),
             target_path: target.to_str().unwrap().into(),
         })
         .await
         .unwrap();
+        unpublishes.push(published.elapsed());
         samples.push(start.elapsed());
     }
     samples.sort();
     publishes.sort();
+    unpublishes.sort();
     n.node_unstage_volume(NodeUnstageVolumeRequest {
         volume_id: id.clone(),
         staging_target_path: staging.to_str().unwrap().into(),
@@ -119,20 +134,25 @@ async fn bench_backend(kind: Kind, iters: usize, creates: usize) -> Figures {
         c.delete_volume(DeleteVolumeRequest { volume_id: v.volume_id, ..Default::default() }).await.unwrap();
     }
     let create_delete_per_s = creates as f64 / start.elapsed().as_secs_f64();
-    sampler.abort();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
     Figures {
         backend: if kind == Kind::Btrfs { "btrfs" } else { "loop (ext4)" },
         noop_p50: percentile(&noop, 0.50),
-        publish_only_p50: percentile(&publishes, 0.50),
-        publish_p50: percentile(&samples, 0.50),
-        publish_p99: percentile(&samples, 0.99),
+        publish_p50: percentile(&publishes, 0.50),
+        publish_p99: percentile(&publishes, 0.99),
+        unpublish_p50: percentile(&unpublishes, 0.50),
+        unpublish_p99: percentile(&unpublishes, 0.99),
+        pair_p50: percentile(&samples, 0.50),
+        pair_p99: percentile(&samples, 0.99),
         create_delete_per_s,
         rss_idle_kib,
         rss_load_kib: peak.load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 
-#[tokio::main]
+// One client thread, one persistent connection: no client-side thread hops in what is measured.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -143,25 +163,31 @@ async fn main() {
     println!("kvol-csi benchmark on {}", machine());
     println!("publish+unpublish iterations: {iters}; create+delete pairs: {creates}");
     println!(
-        "{:<12} {:>14} {:>12} {:>16} {:>16} {:>18} {:>12} {:>14}",
+        "{:<12} {:>14} {:>10} {:>10} {:>10} {:>10} {:>14} {:>14} {:>16} {:>12} {:>14}",
         "backend",
         "no-op RPC p50",
         "pub p50",
+        "pub p99",
+        "unpub p50",
+        "unpub p99",
         "pub+unpub p50",
         "pub+unpub p99",
-        "create+delete/s",
+        "create+del/s",
         "RSS idle",
         "RSS under load"
     );
     for kind in [Kind::Btrfs, Kind::Loop] {
         let f = bench_backend(kind, iters, creates).await;
         println!(
-            "{:<12} {:>14} {:>12} {:>16} {:>16} {:>18.1} {:>9} KiB {:>10} KiB",
+            "{:<12} {:>14} {:>10} {:>10} {:>10} {:>10} {:>14} {:>14} {:>16.1} {:>8} KiB {:>10} KiB",
             f.backend,
             ms(f.noop_p50),
-            ms(f.publish_only_p50),
             ms(f.publish_p50),
             ms(f.publish_p99),
+            ms(f.unpublish_p50),
+            ms(f.unpublish_p99),
+            ms(f.pair_p50),
+            ms(f.pair_p99),
             f.create_delete_per_s,
             f.rss_idle_kib,
             f.rss_load_kib

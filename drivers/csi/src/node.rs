@@ -1,8 +1,9 @@
 //! The Node service: stage, publish, unpublish, unstage, stats and expansion on this node.
 //!
-//! "Already done?" is always answered from the mount table (and `losetup -j`), with the node record
-//! only saying which arguments were used, so that a repeated call with other arguments is told apart
-//! (ALREADY_EXISTS) from a retry (OK), also after a restart.
+//! "Already done?" is always answered by the kernel (a `statx` of the path, the mount table where that
+//! cannot tell, sysfs for loop devices), with the node record only saying which arguments were used,
+//! so that a repeated call with other arguments is told apart (ALREADY_EXISTS) from a retry (OK), also
+//! after a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,16 +42,44 @@ fn volume_exists(driver: &Driver, id: &str) -> Result<crate::store::VolumeMeta> 
 }
 
 /// Drops publications whose target is no longer mounted (unmounted behind our back, or a reboot).
-fn prune(record: &mut NodeRecord, mounts: &[mountinfo::Mount]) {
-    record.published.retain(|target, _| mountinfo::mount_at(mounts, target).is_some());
+fn prune(record: &mut NodeRecord, table: &mountinfo::Table) -> Result<()> {
+    let mut gone = Vec::new();
+    for target in record.published.keys() {
+        if !mountinfo::is_mount_point(target, table)? {
+            gone.push(target.clone());
+        }
+    }
+    for target in gone {
+        record.published.remove(&target);
+    }
+    Ok(())
+}
+
+/// How many mounts [`unmount_all`] removes from one path before it gives up.
+const MAX_STACKED_MOUNTS: usize = 64;
+
+/// Unmounts everything mounted at `target`, which is known to be mounted, the top mount first (a
+/// retried publish racing a crash can stack several).
+fn unmount_all(target: &Path) -> Result<()> {
+    for _ in 0..MAX_STACKED_MOUNTS {
+        mounter::unmount(target)?;
+        if !mountinfo::is_mount_point(target, &mountinfo::Table::default())? {
+            return Ok(());
+        }
+    }
+    Err(Error::Mount {
+        op: "unmount (still mounted after repeated unmounts)",
+        target: target.to_owned(),
+        source: nix::errno::Errno::EBUSY,
+    })
 }
 
 fn stage(driver: &Driver, id: &str, staging: &Path, access: &Access) -> Result<()> {
     let backend = driver.backend.as_ref();
     let mut record = driver.store.record(id)?;
-    let mounts = mountinfo::read()?;
+    let table = mountinfo::Table::default();
     if let Some(s) = record.staged.clone() {
-        if backend.is_staged(id, &s.path, s.block, &mounts)? {
+        if backend.is_staged(id, &s.path, s.block, &table)? {
             if s.path != staging {
                 return Err(Error::FailedPrecondition(format!(
                     "volume {id} is already staged at {}",
@@ -71,11 +100,15 @@ fn stage(driver: &Driver, id: &str, staging: &Path, access: &Access) -> Result<(
         }
         record.staged = None;
     }
-    let fs_type = if backend.is_staged(id, staging, access.block, &mounts)? {
+    let fs_type = if backend.is_staged(id, staging, access.block, &table)? {
         // Staged before a crash, before the record was written: adopt it.
-        mountinfo::mount_at(&mounts, staging).map(|m| m.fs_type.clone()).filter(|_| !access.block).unwrap_or_default()
+        if access.block {
+            String::new()
+        } else {
+            mountinfo::mount_at(table.get()?, staging).map(|m| m.fs_type.clone()).unwrap_or_default()
+        }
     } else {
-        if !access.block && mountinfo::mount_at(&mounts, staging).is_some() {
+        if !access.block && mountinfo::is_mount_point(staging, &table)? {
             return Err(Error::AlreadyExists {
                 what: format!("staging path {}", staging.display()),
                 reason: "something else is mounted there".into(),
@@ -95,10 +128,9 @@ fn stage(driver: &Driver, id: &str, staging: &Path, access: &Access) -> Result<(
 
 fn unstage(driver: &Driver, id: &str, staging: &Path) -> Result<()> {
     let mut record = driver.store.record(id)?;
-    let mounts = mountinfo::read()?;
-    prune(&mut record, &mounts);
-    if driver.store.volume(id)?.is_none() && record.staged.is_none() && mountinfo::mount_at(&mounts, staging).is_none()
-    {
+    let table = mountinfo::Table::default();
+    prune(&mut record, &table)?;
+    if driver.store.volume(id)?.is_none() && record.staged.is_none() && !mountinfo::is_mount_point(staging, &table)? {
         return Err(Error::VolumeNotFound { volume_id: id.to_owned() });
     }
     if let Some(target) = record.published.keys().next() {
@@ -114,9 +146,9 @@ fn unstage(driver: &Driver, id: &str, staging: &Path) -> Result<()> {
 
 fn publish(driver: &Driver, id: &str, staging: &Path, target: &Path, access: &Access, readonly: bool) -> Result<()> {
     let mut record = driver.store.record(id)?;
-    let mounts = mountinfo::read()?;
+    let table = mountinfo::Table::default();
     let staged = match &record.staged {
-        Some(s) if s.path == staging && driver.backend.is_staged(id, &s.path, s.block, &mounts)? => s.clone(),
+        Some(s) if s.path == staging && driver.backend.is_staged(id, &s.path, s.block, &table)? => s.clone(),
         _ => {
             return Err(Error::FailedPrecondition(format!(
                 "volume {id} is not staged at {}; NodeStageVolume first",
@@ -137,8 +169,8 @@ fn publish(driver: &Driver, id: &str, staging: &Path, target: &Path, access: &Ac
         mount_flags: access.mount_flags.clone(),
         mode: access.mode as i32,
     };
-    prune(&mut record, &mounts);
-    if let Some(existing) = mountinfo::mount_at(&mounts, target) {
+    prune(&mut record, &table)?;
+    if mountinfo::is_mount_point(target, &table)? {
         return match record.published.get(target) {
             Some(p) if *p == wanted => Ok(()),
             Some(p) => Err(Error::AlreadyExists {
@@ -150,12 +182,15 @@ fn publish(driver: &Driver, id: &str, staging: &Path, target: &Path, access: &Ac
             }),
             None => {
                 // Mounted before a crash, before the record was written: adopt it if it is this volume.
-                let source = mountinfo::mount_at(&mounts, staging);
+                // Rare, and the mount's options are needed: ask the mount table.
+                let mounts = table.get()?;
+                let existing = mountinfo::mount_at(mounts, target);
+                let source = mountinfo::mount_at(mounts, staging);
                 let ours = access.block
-                    || source.is_some_and(|s| {
-                        s.major == existing.major && s.minor == existing.minor && s.root == existing.root
-                    });
-                if ours && existing.read_only() == readonly {
+                    || source
+                        .zip(existing)
+                        .is_some_and(|(s, e)| s.major == e.major && s.minor == e.minor && s.root == e.root);
+                if ours && existing.is_some_and(|e| e.read_only() == readonly) {
                     record.published.insert(target.to_owned(), wanted);
                     driver.store.put_record(id, &record)
                 } else {
@@ -234,14 +269,12 @@ fn remove_target(target: &Path) -> Result<()> {
 
 fn unpublish(driver: &Driver, id: &str, target: &Path) -> Result<()> {
     let mut record = driver.store.record(id)?;
-    let mounts = mountinfo::read()?;
-    let stacked = mounts.iter().filter(|m| m.mount_point == target).count();
-    if stacked == 0 && !record.published.contains_key(target) && driver.store.volume(id)?.is_none() {
+    let mounted = mountinfo::is_mount_point(target, &mountinfo::Table::default())?;
+    if !mounted && !record.published.contains_key(target) && driver.store.volume(id)?.is_none() {
         return Err(Error::VolumeNotFound { volume_id: id.to_owned() });
     }
-    // Stacked mounts (a retried publish racing a crash) are all removed.
-    for _ in 0..stacked {
-        mounter::unmount(target)?;
+    if mounted {
+        unmount_all(target)?;
     }
     remove_target(target)?;
     record.published.remove(target);

@@ -753,6 +753,48 @@ async fn state_survives_a_killed_driver() {
     assert!(!is_mounted(&staging) && !is_mounted(&target));
 }
 
+/// Regression test for the statx-based mount checks and the swapped-in node records: what a crash or a
+/// power loss can leave (mounts whose node record is torn, a mount stacked on a target) is adopted or
+/// cleaned up, on both backends.
+#[tokio::test]
+async fn mounts_without_a_readable_record_are_adopted_and_stacked_mounts_all_removed() {
+    require!("mkfs.btrfs", "losetup", "mkfs.ext4");
+    for kind in [Kind::Btrfs, Kind::Loop] {
+        let mut fx = Fixture::with(kind, &[]).await;
+        let id = create(&fx, "pvc-torn", 32 * MIB, rwo()).await;
+        let staging = fx.staging("torn");
+        let target = fx.target("pod-torn");
+        fx.node().node_stage_volume(stage_req(&id, &staging, rwo())).await.unwrap();
+        fx.node().node_publish_volume(publish_req(&id, &staging, &target, rwo(), false)).await.unwrap();
+
+        // A power loss can leave the unsynced record empty; the mounts are kept here to see them adopted.
+        fx.kill();
+        let record = fx.pool.join("meta/nodes").join(&fx.node_id).join(format!("{id}.json"));
+        std::fs::write(&record, b"").unwrap();
+        fx.start().await;
+        let mut n = fx.node();
+        expect_code(
+            n.node_publish_volume(publish_req(&id, &staging, &target, rwo(), false)).await,
+            Code::FailedPrecondition,
+        );
+        n.node_stage_volume(stage_req(&id, &staging, rwo())).await.unwrap();
+        n.node_publish_volume(publish_req(&id, &staging, &target, rwo(), false)).await.unwrap();
+        n.node_publish_volume(publish_req(&id, &staging, &target, rwo(), false)).await.unwrap();
+        expect_code(n.node_publish_volume(publish_req(&id, &staging, &target, rwo(), true)).await, Code::AlreadyExists);
+
+        // A second mount stacked on the target (a publish retried across a crash): all are removed.
+        sh("mount", &["--bind", staging.to_str().unwrap(), target.to_str().unwrap()]);
+        n.node_unpublish_volume(unpublish_req(&id, &target)).await.unwrap();
+        assert!(!is_mounted(&target), "{kind:?}: every stacked mount is gone");
+        assert!(!target.exists());
+        n.node_unpublish_volume(unpublish_req(&id, &target)).await.unwrap();
+        n.node_unstage_volume(unstage_req(&id, &staging)).await.unwrap();
+        assert!(!is_mounted(&staging));
+        assert!(!record.exists(), "{kind:?}: an empty record is removed");
+        fx.controller().delete_volume(delete_req(&id)).await.unwrap();
+    }
+}
+
 // ---------------------------------------------------------------- loop backend
 
 #[tokio::test]

@@ -184,10 +184,21 @@ impl Backend for Btrfs {
         Self::delete_subvolume(&self.snapshot_path(snapshot_id))
     }
 
-    fn is_staged(&self, id: &str, staging: &Path, block: bool, mounts: &[mountinfo::Mount]) -> Result<bool> {
+    fn is_staged(&self, id: &str, staging: &Path, block: bool, table: &mountinfo::Table) -> Result<bool> {
         if block {
             return Ok(false);
         }
+        // A bind of the subvolume shows the subvolume's root directory itself: same device, same inode.
+        match mountinfo::probe(staging) {
+            mountinfo::Probe::NotMounted => return Ok(false),
+            mountinfo::Probe::Mounted(st) => match kvol_mount::statx(&self.volume_path(id), true) {
+                Ok(volume) => return Ok(volume.file_id() == st.file_id()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(_) => {}
+            },
+            mountinfo::Probe::Unknown => {}
+        }
+        let mounts = table.get()?;
         let Some(m) = mountinfo::mount_at(mounts, staging) else { return Ok(false) };
         let Some((major, minor, root)) = self.fs_root_of(mounts, &self.volume_path(id)) else {
             return Ok(false);
@@ -205,8 +216,7 @@ impl Backend for Btrfs {
     }
 
     fn unstage(&self, _id: &str, staging: &Path) -> Result<()> {
-        let mounts = mountinfo::read()?;
-        if mountinfo::mount_at(&mounts, staging).is_some() {
+        if mountinfo::is_mount_point(staging, &mountinfo::Table::default())? {
             mounter::unmount(staging)?;
         }
         Ok(())

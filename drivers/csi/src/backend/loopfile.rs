@@ -65,6 +65,21 @@ impl LoopFiles {
         Ok(devices)
     }
 
+    /// Whether the file system whose root is `mounted` lives on a loop device backed by `file`: the
+    /// mount's device number names the loop device directly (`/sys/dev/block/M:m`), so no scan of all
+    /// loop devices is needed. `None` if that cannot be told this way (not a loop device, or sysfs or
+    /// a stat failed); the caller then asks the mount table.
+    fn mounted_from_file(mounted: &kvol_mount::PathStat, file: &Path) -> Option<bool> {
+        let sys = format!("/sys/dev/block/{}:{}/loop/backing_file", mounted.dev_major, mounted.dev_minor);
+        let backing = std::fs::read_to_string(sys).ok()?;
+        let backing = kvol_mount::statx(Path::new(backing.trim_end_matches('\n')), true).ok()?;
+        match kvol_mount::statx(file, true) {
+            Ok(file) => Some(file.file_id() == backing.file_id()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        }
+    }
+
     fn attach(&self, id: &str) -> Result<PathBuf> {
         let file = self.volume_path(id);
         if let Some(dev) = Self::devices_of(&file)?.into_iter().next() {
@@ -239,12 +254,22 @@ impl Backend for LoopFiles {
         remove_leftover_file(&self.snapshot_path(snapshot_id))
     }
 
-    fn is_staged(&self, id: &str, staging: &Path, block: bool, mounts: &[mountinfo::Mount]) -> Result<bool> {
-        let devs = Self::devices_of(&self.volume_path(id))?;
+    fn is_staged(&self, id: &str, staging: &Path, block: bool, table: &mountinfo::Table) -> Result<bool> {
+        let file = self.volume_path(id);
         if block {
-            return Ok(!devs.is_empty());
+            return Ok(!Self::devices_of(&file)?.is_empty());
         }
-        Ok(mountinfo::mount_at(mounts, staging).is_some_and(|m| devs.iter().any(|d| Path::new(&m.source) == d)))
+        match mountinfo::probe(staging) {
+            mountinfo::Probe::NotMounted => return Ok(false),
+            mountinfo::Probe::Mounted(st) => {
+                if let Some(staged) = Self::mounted_from_file(&st, &file) {
+                    return Ok(staged);
+                }
+            }
+            mountinfo::Probe::Unknown => {}
+        }
+        let devs = Self::devices_of(&file)?;
+        Ok(mountinfo::mount_at(table.get()?, staging).is_some_and(|m| devs.iter().any(|d| Path::new(&m.source) == d)))
     }
 
     fn stage(&self, id: &str, staging: &Path, block: bool, fs_type: &str, opts: &MountOptions) -> Result<String> {
@@ -283,8 +308,7 @@ impl Backend for LoopFiles {
     }
 
     fn unstage(&self, id: &str, staging: &Path) -> Result<()> {
-        let mounts = mountinfo::read()?;
-        if mountinfo::mount_at(&mounts, staging).is_some() {
+        if mountinfo::is_mount_point(staging, &mountinfo::Table::default())? {
             mounter::unmount(staging)?;
         }
         for dev in Self::devices_of(&self.volume_path(id))? {

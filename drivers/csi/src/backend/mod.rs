@@ -50,8 +50,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Deletes the snapshot; already gone is success.
     fn delete_snapshot(&self, snapshot_id: &str) -> Result<()>;
 
-    /// True if the volume is staged at `staging` the way `block` says, per the mount table `mounts`.
-    fn is_staged(&self, id: &str, staging: &Path, block: bool, mounts: &[crate::mountinfo::Mount]) -> Result<bool>;
+    /// True if the volume is staged at `staging` the way `block` says: a `statx` of each side where the
+    /// kernel can tell, the mount `table` otherwise (this is on the NodePublish path).
+    fn is_staged(&self, id: &str, staging: &Path, block: bool, table: &crate::mountinfo::Table) -> Result<bool>;
     /// Stages the volume at `staging`; returns the file-system type mounted ("" for block).
     fn stage(&self, id: &str, staging: &Path, block: bool, fs_type: &str, opts: &MountOptions) -> Result<String>;
     /// Undoes [`Backend::stage`]; not staged is success.
