@@ -51,6 +51,9 @@ pub struct ControllerConfig {
     pub recycle_timeout: Duration,
     /// Run the volume-aware scheduler.
     pub scheduler: bool,
+    /// How often every claim and volume is synced again though nothing changed (the PV controller's
+    /// 15 s resync), which repairs what a lost event or a failed write left behind.
+    pub resync_period: Duration,
     /// Counters, shared with whoever started the controllers.
     pub metrics: Arc<Metrics>,
     /// Run the attach/detach controller too, for CSI volumes only (no FlexVolume plugins); `None`: don't.
@@ -73,6 +76,7 @@ impl ControllerConfig {
             binder_backoff: Backoff { base: Duration::from_millis(10), max: Duration::from_secs(30) },
             recycle_timeout: Duration::from_secs(300),
             scheduler: true,
+            resync_period: Duration::from_secs(15),
             metrics: Arc::default(),
             attach_detach: None,
         }
@@ -229,6 +233,16 @@ pub async fn run_controllers_with(
         },
         false,
     ));
+    {
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(ctx.config.resync_period).await;
+                ctx.claim_queue.add_all(ctx.claims.list().iter().map(|c| claim_key(c)));
+                ctx.volume_queue.add_all(ctx.volumes.list().iter().map(|v| v.name_any()));
+            }
+        });
+    }
     {
         // What a crash in the middle of provisioning left: at start, then now and then.
         let ctx = ctx.clone();
