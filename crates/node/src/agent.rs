@@ -172,6 +172,7 @@ pub async fn run_agent_hooked(
     tasks.spawn(crate::status::usage_loop(Arc::clone(&manager), client.clone()));
     tasks.spawn(reconciler_loop(Arc::clone(&manager)));
     tasks.spawn(crate::node_status::volumes_in_use_loop(Arc::clone(&manager), client.clone()));
+    tasks.spawn(crate::volume_stats::volume_stats_loop(Arc::clone(&manager), Arc::clone(&csi_drivers)));
     tasks.spawn(crate::expand::expansion_loop(Arc::clone(&manager), client.clone(), std::time::Duration::from_secs(1)));
     tasks.spawn(populator_loop(Arc::clone(&manager), client.clone()));
     {

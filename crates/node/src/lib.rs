@@ -30,6 +30,7 @@ pub mod reconstruct;
 pub mod status;
 pub mod subpath;
 pub mod volume_id;
+pub mod volume_stats;
 
 pub use agent::{run_agent, run_agent_hooked, run_agent_with, AgentHooks};
 pub use config::{AgentConfig, DEFAULT_ROOT_DIR, DEFAULT_VOLUME_PLUGIN_DIR};

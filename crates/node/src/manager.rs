@@ -82,6 +82,8 @@ pub struct Manager {
     pub reported_in_use: Mutex<std::collections::BTreeSet<String>>,
     /// Wakes the in-use reporter.
     pub in_use_wake: Notify,
+    /// The latest stats of published CSI volumes (NodeGetVolumeStats), by volume.
+    pub volume_stats: Mutex<HashMap<crate::volume_id::VolumeId, kvol_volume::plugins::csi::VolumeStats>>,
     events: mpsc::UnboundedSender<PodEvent>,
 }
 
@@ -119,6 +121,7 @@ impl Manager {
             status_dirty: Mutex::new(HashSet::new()),
             reported_in_use: Mutex::new(Default::default()),
             in_use_wake: Notify::new(),
+            volume_stats: Mutex::new(HashMap::new()),
             events,
         })
     }
