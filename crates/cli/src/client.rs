@@ -197,6 +197,13 @@ pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<ku
     kube::Client::try_from(config).context("building the API client")
 }
 
+/// A client from the pod's service account (`KUBERNETES_SERVICE_HOST`, the token and CA under
+/// `/var/run/secrets/kubernetes.io/serviceaccount`), for the parts run inside a cluster.
+pub fn client_in_cluster() -> anyhow::Result<kube::Client> {
+    let config = kube::Config::incluster().context("no --kubeconfig and not running in a cluster")?;
+    kube::Client::try_from(config).context("building the API client")
+}
+
 /// This machine's hostname, lower-cased: kubelet's default node name.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

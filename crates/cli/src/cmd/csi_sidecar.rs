@@ -8,9 +8,10 @@ use anyhow::Context;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The kubeconfig to reach the API server with (e.g. <data-dir>/kubeconfig of `kvol server`).
+    /// The kubeconfig to reach the API server with (e.g. <data-dir>/kubeconfig of `kvol server`); without
+    /// one, the in-cluster service account, as kubernetes-csi's sidecars do in a pod.
     #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: PathBuf,
+    kubeconfig: Option<PathBuf>,
     /// The CSI driver's controller endpoint: unix:///path/csi.sock or a path.
     #[arg(long, env = "ADDRESS", default_value = "/run/csi/socket")]
     csi_address: String,
@@ -54,7 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let client = crate::client::client_from_kubeconfig(&args.kubeconfig).await?;
+        let client = match &args.kubeconfig {
+            Some(path) => crate::client::client_from_kubeconfig(path).await?,
+            None => crate::client::client_in_cluster()?,
+        };
         let shutdown = super::shutdown_signal();
         kvol_csi_sidecar::run_sidecar(client, config, shutdown).await.context("kvol csi-sidecar")
     })
