@@ -44,10 +44,32 @@ pub struct ContainerMount {
     pub propagation: Propagation,
 }
 
-/// Where a volume is on the host, and whether it is read-only, computed from the layout (no I/O).
+/// One block device a container gets (kubelet's `makeBlockVolumes` → CRI `Device`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDevice {
+    /// `volumeDevices[].devicePath` in the container.
+    pub path_in_container: String,
+    /// The pod's device link on the host (`<root>/pods/<uid>/volumeDevices/<plugin>/<volume>`), which
+    /// resolves to the device node; the runtime creates a node of the same device in the container.
+    pub path_on_host: PathBuf,
+    /// cgroup device permissions: `mrw`, or `r` for a read-only volume (kubelet's choice).
+    pub permissions: &'static str,
+}
+
+/// Whether a spec is a raw block volume (a PV with `volumeMode: Block`).
+pub fn is_block(spec: &VolumeSpec) -> bool {
+    spec.pv_spec().is_some_and(|pv| pv.volume_mode.as_deref() == Some("Block"))
+}
+
+/// Where a volume is on the host, and whether it is read-only, computed from the layout (no I/O). A raw
+/// block volume is at its pod device link, `<root>/pods/<uid>/volumeDevices/<escaped plugin>/<volume>`.
 pub fn volume_path(root: &Path, uid: &str, registry: &PluginRegistry, spec: &VolumeSpec) -> Result<(PathBuf, bool)> {
     let plugin = registry.find_by_spec(spec)?;
     let name = plugin.name();
+    if is_block(spec) {
+        let link = kvol_mount::paths::pod_volume_devices_dir(root, uid, name).join(spec.name());
+        return Ok((link, spec.claim_read_only()));
+    }
     if name == kvol_volume::names::HOST_PATH {
         return Ok((PathBuf::from(plugin.volume_name(spec)?), spec.claim_read_only()));
     }
@@ -103,6 +125,46 @@ pub fn container_mounts(
     Ok(out)
 }
 
+/// The block devices of `container` in `pod` (its `volumeDevices`), given the host path (the device link,
+/// see [`volume_path`]) and read-only flag of each pod volume. A volume whose link is not there yet is an
+/// error, as kubelet's "cannot find volume" (the container must not start without its device).
+pub fn container_devices(
+    pod: &Pod,
+    container: &str,
+    volumes: &BTreeMap<String, (PathBuf, bool)>,
+) -> Result<Vec<ContainerDevice>> {
+    let c = crate::subpath::containers(pod)
+        .find(|c| c.name == container)
+        .ok_or_else(|| Error::Claim(format!("container {container:?} is not valid for pod {:?}", pod.metadata.name)))?;
+    let mut out = Vec::new();
+    for d in c.volume_devices.as_deref().unwrap_or_default() {
+        if !d.device_path.starts_with('/') {
+            return Err(Error::Claim(format!("error DevicePath `{}` must be an absolute path", d.device_path)));
+        }
+        let missing = || Error::Claim(format!("cannot find volume {:?} to pass into container {container:?}", d.name));
+        let (link, read_only) = volumes.get(&d.name).cloned().ok_or_else(missing)?;
+        if !std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(missing());
+        }
+        out.push(ContainerDevice {
+            path_in_container: d.device_path.clone(),
+            path_on_host: link,
+            permissions: if read_only { "r" } else { "mrw" },
+        });
+    }
+    Ok(out)
+}
+
+/// `docker run` flags for devices: `--device HOST:CONTAINER:PERMISSIONS`.
+pub fn devices_to_docker(devices: &[ContainerDevice]) -> Vec<String> {
+    devices
+        .iter()
+        .flat_map(|d| {
+            ["--device".to_string(), format!("{}:{}:{}", d.path_on_host.display(), d.path_in_container, d.permissions)]
+        })
+        .collect()
+}
+
 /// OCI runtime-spec `mounts`.
 pub fn to_oci(mounts: &[ContainerMount]) -> serde_json::Value {
     serde_json::Value::Array(
@@ -145,6 +207,42 @@ pub fn to_docker(mounts: &[ContainerMount]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_volume_devices_at_their_links_with_kubelets_permissions() {
+        let root = tempfile::tempdir().unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "raw", "uid": "u" },
+            "spec": { "containers": [{ "name": "c", "image": "i",
+                "volumeDevices": [{ "name": "data", "devicePath": "/dev/xvda" }, { "name": "ro", "devicePath": "/dev/xvdb" }] }] }
+        }))
+        .unwrap();
+        let data = root.path().join("pods/u/volumeDevices/kubernetes.io~csi/pv-1");
+        let ro = root.path().join("pods/u/volumeDevices/kubernetes.io~csi/pv-2");
+        let volumes =
+            BTreeMap::from([("data".to_string(), (data.clone(), false)), ("ro".to_string(), (ro.clone(), true))]);
+        let err = container_devices(&pod, "c", &volumes).unwrap_err();
+        assert!(err.to_string().contains("cannot find volume \"data\""), "{err}");
+        std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &data).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &ro).unwrap();
+        let devices = container_devices(&pod, "c", &volumes).unwrap();
+        assert_eq!(
+            devices,
+            [
+                ContainerDevice {
+                    path_in_container: "/dev/xvda".into(),
+                    path_on_host: data.clone(),
+                    permissions: "mrw"
+                },
+                ContainerDevice { path_in_container: "/dev/xvdb".into(), path_on_host: ro, permissions: "r" },
+            ]
+        );
+        assert_eq!(
+            devices_to_docker(&devices[..1]),
+            ["--device".to_string(), format!("{}:/dev/xvda:mrw", data.display())]
+        );
+    }
 
     #[test]
     fn formats_read_only_and_propagation_for_oci_and_docker() {

@@ -49,19 +49,11 @@ pub fn unmount(host: &Arc<dyn VolumeHost>, registry: &PluginRegistry, id: &Volum
 }
 
 /// Removes the directory of a pod that is gone (kubelet's `cleanupOrphanedPodDirs`): refused while a
-/// volume directory or a mount remains beneath it. Idempotent.
+/// volume directory, a block volume's device link or a mount remains beneath it. Idempotent.
 pub fn remove_pod_dir(mounter: &dyn kvol_mount::Mounter, root: &Path, uid: &str) -> Result<()> {
     let pod_dir = kvol_mount::paths::pod_dir(root, uid);
-    let volumes = kvol_mount::paths::pod_volumes_dir(root, uid);
-    let mut left = Vec::new();
-    if let Ok(plugins) = std::fs::read_dir(&volumes) {
-        for plugin in plugins.flatten() {
-            let _ = std::fs::remove_dir(plugin.path());
-            if plugin.path().exists() {
-                left.extend(std::fs::read_dir(plugin.path()).into_iter().flatten().flatten().map(|e| e.path()));
-            }
-        }
-    }
+    let mut left = volumes_left(&kvol_mount::paths::pod_volumes_dir(root, uid));
+    left.extend(volumes_left(&pod_dir.join(kvol_mount::paths::VOLUME_DEVICES_DIR)));
     if !left.is_empty() {
         return Err(Error::OrphanVolumesPresent { uid: uid.into(), paths: left });
     }
@@ -81,6 +73,22 @@ pub fn remove_pod_dir(mounter: &dyn kvol_mount::Mounter, root: &Path, uid: &str)
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::RemovePodDir { path: pod_dir, source: e }),
         _ => Ok(()),
     }
+}
+
+/// The volumes left under `<dir>/<escaped plugin>/` (`volumes` or `volumeDevices` of a pod), after
+/// removing the plugin directories that are empty. A dangling device link counts: its volume may still be
+/// published.
+fn volumes_left(dir: &Path) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    if let Ok(plugins) = std::fs::read_dir(dir) {
+        for plugin in plugins.flatten() {
+            let _ = std::fs::remove_dir(plugin.path());
+            if std::fs::symlink_metadata(plugin.path()).is_ok() {
+                left.extend(std::fs::read_dir(plugin.path()).into_iter().flatten().flatten().map(|e| e.path()));
+            }
+        }
+    }
+    left
 }
 
 /// Why a device operation failed, and what it may have left on the host.
@@ -197,4 +205,29 @@ pub fn unmount_device(host: &Arc<dyn VolumeHost>, registry: &PluginRegistry, dev
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_dir_with_a_block_volume_link_left_is_not_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let mounter = kvol_mount::FakeMounter::new();
+        make_pod_dirs(root.path(), "u").unwrap();
+        let devices = kvol_mount::paths::pod_volume_devices_dir(root.path(), "u", "kubernetes.io/csi");
+        std::fs::create_dir_all(&devices).unwrap();
+        let link = devices.join("pv-1");
+        std::os::unix::fs::symlink(root.path().join("gone"), &link).unwrap();
+        match remove_pod_dir(&mounter, root.path(), "u") {
+            Err(Error::OrphanVolumesPresent { paths, .. }) => assert_eq!(paths, vec![link.clone()]),
+            other => panic!("removed with a dangling device link left: {other:?}"),
+        }
+        assert!(std::fs::symlink_metadata(&link).is_ok(), "the link is kept");
+        std::fs::remove_file(&link).unwrap();
+        remove_pod_dir(&mounter, root.path(), "u").unwrap();
+        assert!(!kvol_mount::paths::pod_dir(root.path(), "u").exists());
+        remove_pod_dir(&mounter, root.path(), "u").unwrap();
+    }
 }

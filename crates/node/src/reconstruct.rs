@@ -1,7 +1,8 @@
-//! Reconstruction after a restart (KEP-3756): every volume directory under `<root>/pods/*/volumes` goes
-//! into the actual state as *uncertain*, with nothing read from the API server. The reconciler then sets
-//! wanted ones up again (set-up is idempotent and checks the host) and tears down the others, the latter
-//! only once the desired state is populated.
+//! Reconstruction after a restart (KEP-3756): every volume directory under `<root>/pods/*/volumes`, and
+//! every raw block volume's device link under `<root>/pods/*/volumeDevices`, goes into the actual state as
+//! *uncertain*, with nothing read from the API server. The reconciler then sets wanted ones up again
+//! (set-up is idempotent and checks the host) and tears down the others, the latter only once the desired
+//! state is populated.
 
 use std::path::Path;
 
@@ -69,8 +70,11 @@ pub fn reconstruct(
         if std::fs::read_dir(&subpaths).is_ok_and(|mut d| d.next().is_some()) {
             actual.set_subpaths(&uid, false);
         }
+        // Mounted volumes under `volumes/`, raw block volumes (their device links) under `volumeDevices/`:
+        // both are torn down by the plugin's unmounter, which tells them apart on disk.
         let volumes = kvol_mount::paths::pod_volumes_dir(root, &uid);
-        let Ok(plugins) = std::fs::read_dir(&volumes) else { continue };
+        let devices = kvol_mount::paths::pod_dir(root, &uid).join(kvol_mount::paths::VOLUME_DEVICES_DIR);
+        let plugins = [volumes, devices].into_iter().filter_map(|dir| std::fs::read_dir(dir).ok()).flatten();
         for plugin_dir in plugins.flatten() {
             let plugin_name = kvol_mount::paths::unescape_qualified_name(&plugin_dir.file_name().to_string_lossy());
             let Ok(names) = std::fs::read_dir(plugin_dir.path()) else { continue };
@@ -125,5 +129,33 @@ mod tests {
         assert_eq!(got[0].id.to_string(), "kubernetes.io/empty-dir/u1-cache");
         assert_eq!(got[0].state, MountState::Uncertain);
         assert_eq!(actual.pod_dirs().count(), 3);
+    }
+
+    #[test]
+    fn adds_block_volume_device_links_as_uncertain_even_dangling() {
+        // Any registered plugin will do: the scan does not look at volume types.
+        let root = tempfile::tempdir().unwrap();
+        let devices = kvol_mount::paths::pod_volume_devices_dir(root.path(), "u1", "kubernetes.io/empty-dir");
+        std::fs::create_dir_all(&devices).unwrap();
+        let link = devices.join("raw");
+        std::os::unix::fs::symlink(root.path().join("publish/raw/u1"), &link).unwrap();
+        let odd = kvol_mount::paths::pod_volume_devices_dir(root.path(), "u2", "example.com/odd").join("x");
+        std::fs::create_dir_all(odd.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &odd).unwrap();
+        let registry = PluginRegistry::with(kvol_volume::all_plugins()).unwrap();
+        let mut actual = ActualState::default();
+        let host = crate::host::AgentHost::new(
+            root.path().to_path_buf(),
+            std::sync::Arc::new(kvol_mount::FakeMounter::default()),
+            None,
+            None,
+        );
+        let report = reconstruct(root.path(), &registry, &host, false, &mut actual).unwrap();
+        assert_eq!(report.volumes, 1);
+        assert_eq!(report.unknown, vec![odd]);
+        let got: Vec<_> = actual.volumes().collect();
+        assert_eq!(got[0].id.to_string(), "kubernetes.io/empty-dir/u1-raw");
+        assert_eq!(got[0].path, link);
+        assert_eq!(got[0].state, MountState::Uncertain);
     }
 }

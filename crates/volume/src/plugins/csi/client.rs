@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use kvol_csi::v1::node_client::NodeClient;
 use kvol_csi::v1::{
-    NodeGetCapabilitiesRequest, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse, NodePublishVolumeRequest,
-    NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest,
+    NodeExpandVolumeRequest, NodeGetCapabilitiesRequest, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
+    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest,
 };
 use tokio::runtime::Handle;
 use tonic::transport::Channel;
@@ -116,6 +116,12 @@ impl DriverClient {
     pub(crate) fn publish(&self, req: NodePublishVolumeRequest) -> Result<(), CsiError> {
         let volume = req.volume_id.clone();
         self.run("NodePublishVolume", &volume, |mut c, t| async move { c.node_publish_volume(request(req, t)).await })
+            .map(drop)
+    }
+
+    pub(crate) fn expand(&self, req: NodeExpandVolumeRequest) -> Result<(), CsiError> {
+        let volume = req.volume_id.clone();
+        self.run("NodeExpandVolume", &volume, |mut c, t| async move { c.node_expand_volume(request(req, t)).await })
             .map(drop)
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use kvol_csi::v1::NodeStageVolumeRequest;
 
+use super::block;
 use super::mounter::remove_mount_dir;
 use super::names::{self, VolumeData};
 use super::{
@@ -79,9 +80,14 @@ impl DeviceVolumePlugin for CsiPlugin {
     }
 
     fn device_mount_path(&self, spec: &VolumeSpec, host: &dyn VolumeHost) -> Result<PathBuf> {
-        match Source::of(spec)? {
+        let source = Source::of(spec)?;
+        match source {
             Source::Persistent { csi, .. } => {
                 let (driver, handle) = persistent_ids(spec, csi)?;
+                if source.is_block() {
+                    // kubelet's block staging path (`getStagingPath`), keyed by the PV's name.
+                    return Ok(names::block_staging_path(host.root_dir(), spec.name()));
+                }
                 Ok(names::device_mount_path(host.root_dir(), driver, handle))
             }
             // Never created: inline volumes have no device phase (kubelet's CanDeviceMount is false).
@@ -97,8 +103,9 @@ impl DeviceVolumePlugin for CsiPlugin {
     /// driver does not stage, since `unmount_device` needs it), then NodeStageVolume when the driver has
     /// STAGE_UNSTAGE_VOLUME, with the VolumeAttachment's `attachmentMetadata` as publish context, the
     /// capability (block for volumeMode Block, else mount with fsType and mountOptions), the volume
-    /// attributes and the `nodeStageSecretRef` secrets. The driver answers OK for a volume already staged
-    /// there, so a repeat verifies it.
+    /// attributes and the `nodeStageSecretRef` secrets. A block volume keeps its `vol_data.json` in
+    /// `volumeDevices/<pv>/data` and is staged at `volumeDevices/staging/<pv>` (kubelet's block layout).
+    /// The driver answers OK for a volume already staged there, so a repeat verifies it.
     fn mount_device(
         &self,
         spec: &VolumeSpec,
@@ -119,6 +126,23 @@ impl DeviceVolumePlugin for CsiPlugin {
             }
             _ => HashMap::new(),
         };
+        if source.is_block() {
+            let request = NodeStageVolumeRequest {
+                volume_id: handle.to_string(),
+                publish_context: context,
+                staging_target_path: device_mount_path.to_string_lossy().into_owned(),
+                volume_capability: Some(capability(
+                    true,
+                    String::new(),
+                    Vec::new(),
+                    String::new(),
+                    csi_access_mode(source.access_mode(), &caps),
+                )),
+                secrets,
+                volume_context: source.attributes(),
+            };
+            return block::stage(&client, spec, driver, request, caps.stage_unstage, host);
+        }
         super::super::make_dirs(device_mount_path)?;
         let data_dir = device_mount_path.parent().expect("a device mount path has a parent");
         VolumeData::for_device(driver, handle).save(data_dir)?;
@@ -152,8 +176,12 @@ impl DeviceVolumePlugin for CsiPlugin {
     }
 
     /// Kubelet's `UnmountDevice`: NodeUnstageVolume (when the driver stages), then removes the global
-    /// directory and `vol_data.json`. No `vol_data.json` means nothing was staged: success.
+    /// directory and `vol_data.json`. No `vol_data.json` means nothing was staged: success. A block
+    /// volume's staging path is unstaged only once no pod's device is left in its global map path.
     fn unmount_device(&self, _unique_name: &str, device_mount_path: &Path, host: &dyn VolumeHost) -> Result<()> {
+        if block::is_staging_path(host.root_dir(), device_mount_path) {
+            return block::unstage(self, host, device_mount_path);
+        }
         let data_dir = device_mount_path.parent().expect("a device mount path has a parent");
         let Some(data) = VolumeData::load(data_dir)? else {
             tracing::debug!(path = %device_mount_path.display(), "no vol_data.json: nothing to unstage");
@@ -167,7 +195,8 @@ impl DeviceVolumePlugin for CsiPlugin {
     }
 
     /// Every `<root>/plugins/kubernetes.io/csi/<driver>/<hash>/vol_data.json` (and kubelet's older
-    /// `pv/<name>/vol_data.json`): the global paths staged, or about to be, before a restart.
+    /// `pv/<name>/vol_data.json`), and every block volume's `volumeDevices/<pv>/data/vol_data.json`: the
+    /// global paths staged, or about to be, before a restart.
     fn find_device_mounts(&self, host: &dyn VolumeHost) -> Result<Vec<DeviceMountRef>> {
         let base = kvol_mount::paths::plugin_dir(host.root_dir(), CSI_PLUGIN_NAME);
         let mut found = Vec::new();
@@ -177,6 +206,9 @@ impl DeviceVolumePlugin for CsiPlugin {
             Err(e) => return Err(Error::io("reading", &base)(e)),
         };
         for driver_dir in drivers.flatten() {
+            if driver_dir.file_name() == kvol_mount::paths::VOLUME_DEVICES_DIR {
+                continue; // Block volumes, found below.
+            }
             let Ok(volumes) = std::fs::read_dir(driver_dir.path()) else { continue };
             for volume_dir in volumes.flatten() {
                 let dir = volume_dir.path();
@@ -192,6 +224,9 @@ impl DeviceVolumePlugin for CsiPlugin {
                     Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "skipping unreadable vol_data.json"),
                 }
             }
+        }
+        for (unique_name, device_mount_path) in block::find_staged(host.root_dir())? {
+            found.push(DeviceMountRef { plugin: CSI_PLUGIN_NAME.to_string(), unique_name, device_mount_path });
         }
         found.sort_by(|a, b| a.device_mount_path.cmp(&b.device_mount_path));
         Ok(found)

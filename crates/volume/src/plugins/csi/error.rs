@@ -27,6 +27,14 @@ pub enum CsiError {
     /// `Ephemeral` in `volumeLifecycleModes`), or cannot be read.
     #[error("CSI driver {driver}: {reason}")]
     Driver { driver: String, reason: String },
+    /// A host step after NodePublishVolume of a block volume failed (the device check, the global map
+    /// bind, the pod's link): the volume is published, so the agent must map it again or unmap it.
+    #[error("mapping block volume {volume:?} at {}: {reason}", path.display())]
+    BlockMap { volume: String, path: std::path::PathBuf, reason: String },
+    /// Pods still have the block volume mapped (device files under its global map path): it is not
+    /// unstaged (kubelet's "The device ... is still referenced from other Pods").
+    #[error("block volume {volume:?} is still referenced from other pods: {paths:?}")]
+    BlockInUse { volume: String, paths: Vec<std::path::PathBuf> },
 }
 
 /// gRPC codes after which the call may still be in progress (kubelet's `isFinalError` is false for them).
@@ -40,12 +48,14 @@ const IN_PROGRESS_CODES: [tonic::Code; 5] = [
 
 impl CsiError {
     /// Uncertain when the driver may still be working on the call (a timeout; the codes kubelet treats as
-    /// not final); final for any other answer of the driver; transient for what happened before a call.
+    /// not final) and when a published block volume could not be mapped; final for any other answer of the
+    /// driver; transient for what happened before a call.
     pub fn class(&self) -> ErrorClass {
         match self {
             CsiError::Timeout { .. } => ErrorClass::Uncertain,
             CsiError::Call { code, .. } if IN_PROGRESS_CODES.contains(code) => ErrorClass::Uncertain,
             CsiError::Call { .. } => ErrorClass::Final,
+            CsiError::BlockMap { .. } => ErrorClass::Uncertain,
             _ => ErrorClass::Transient,
         }
     }

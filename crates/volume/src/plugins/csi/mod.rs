@@ -5,6 +5,9 @@
 //! STAGE_UNSTAGE_VOLUME) and published into each pod (NodePublishVolume at
 //! `<root>/pods/<uid>/volumes/kubernetes.io~csi/<name>/mount`). A `vol_data.json` beside both paths records
 //! the driver and the handle, as kubelet writes it, so teardown works from the disk alone after a restart.
+//! A PV with `volumeMode: Block` is staged and published under `<root>/plugins/kubernetes.io/csi/volumeDevices`
+//! instead and linked into the pod at `<root>/pods/<uid>/volumeDevices/kubernetes.io~csi/<name>` (see
+//! `block.rs`).
 //!
 //! Design decisions: the drivers come from a shared [`CsiDrivers`] registry that the agent's plugin
 //! watcher fills (kubelet's plugin registration), each with one lazily connected channel that reconnects
@@ -14,10 +17,12 @@
 //! (kubelet's `isFinalError`: Cancelled, DeadlineExceeded, Unavailable, ResourceExhausted, Aborted), is
 //! reported as *uncertain*, so the agent checks and repeats or undoes it.
 
+mod block;
 mod client;
 mod device;
 mod drivers;
 mod error;
+mod expand;
 mod mounter;
 mod names;
 mod stats;
@@ -35,7 +40,9 @@ use tokio::runtime::Handle;
 pub use drivers::{highest_supported_version, CsiDrivers, DriverInfo, NodeCapabilities, RegistrationEvent};
 pub use error::CsiError;
 pub use names::{
-    attachment_name, device_mount_path, ephemeral_volume_handle, pod_mount_path, unique_name, VolumeData, VOL_DATA_FILE,
+    attachment_name, block_data_dir, block_global_map_path, block_publish_dir, block_publish_path, block_staging_path,
+    block_volume_dir, device_mount_path, ephemeral_volume_handle, pod_device_link, pod_mount_path, unique_name,
+    VolumeData, VOL_DATA_FILE,
 };
 pub use stats::{volume_stats, VolumeStats};
 
@@ -319,7 +326,12 @@ impl VolumePlugin for CsiPlugin {
         }
     }
 
+    /// A block mapper for a PV with `volumeMode: Block` (its path is the pod's device link), a mounter
+    /// otherwise.
     fn new_mounter(&self, spec: &VolumeSpec, pod: &PodRef, host: &Arc<dyn VolumeHost>) -> Result<Box<dyn Mounter>> {
+        if Source::of(spec)?.is_block() {
+            return Ok(Box::new(block::CsiBlockMapper::new(self.clone(), spec, pod, host)?));
+        }
         Ok(Box::new(mounter::CsiMounter::new(self.clone(), spec, pod, host)?))
     }
 
@@ -329,6 +341,10 @@ impl VolumePlugin for CsiPlugin {
 
     fn is_mount_backed(&self, _spec: Option<&VolumeSpec>) -> bool {
         true
+    }
+
+    fn as_node_expandable(&self) -> Option<&dyn crate::plugin::NodeExpandablePlugin> {
+        Some(self)
     }
 
     fn as_device(&self) -> Option<&dyn DeviceVolumePlugin> {

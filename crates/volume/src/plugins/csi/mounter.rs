@@ -111,7 +111,7 @@ impl Mounter for CsiMounter {
         if source.is_block() {
             return Err(Error::InvalidSpec {
                 volume: self.spec.name().into(),
-                reason: "volumeMode Block is mapped by a block mapper, which kvol's agent does not have yet".into(),
+                reason: "volumeMode Block is set up by the CSI block mapper, not mounted".into(),
             });
         }
         let object = csi_driver(host, &self.driver)?;
@@ -201,11 +201,14 @@ impl Mounter for CsiMounter {
     }
 }
 
-/// Tears one pod's CSI volume down, knowing only what `vol_data.json` says.
+/// Tears one pod's CSI volume down, knowing only what `vol_data.json` says: a mounted volume, a mapped
+/// block volume, or (never both in practice) each of them.
 pub(crate) struct CsiUnmounter {
     plugin: CsiPlugin,
     host: Arc<dyn VolumeHost>,
     path: PathBuf,
+    spec_name: String,
+    pod_uid: String,
 }
 
 impl CsiUnmounter {
@@ -214,19 +217,36 @@ impl CsiUnmounter {
             plugin,
             host: Arc::clone(host),
             path: names::pod_mount_path(host.root_dir(), pod_uid, spec_name),
+            spec_name: spec_name.into(),
+            pod_uid: pod_uid.into(),
         }
     }
 }
 
 impl Unmounter for CsiUnmounter {
+    /// The pod's mount path, or its device link for a block volume mapped and not mounted.
     fn path(&self) -> PathBuf {
+        let root = self.host.root_dir();
+        let mounted_dir = self.path.parent().is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
+        if !mounted_dir && super::block::is_mapped(root, &self.spec_name, &self.pod_uid) {
+            return names::pod_device_link(root, &self.pod_uid, &self.spec_name);
+        }
         self.path.clone()
     }
 
     /// Kubelet's `TearDownAt`: NodeUnpublishVolume (the driver answers OK when nothing is published),
     /// then removes the mount directory, `vol_data.json` and their parent. Without `vol_data.json` the
-    /// driver cannot be known: an unmounted leftover is removed, a mounted one is an error.
+    /// driver cannot be known: an unmounted leftover is removed, a mounted one is an error. A block
+    /// volume mapped into the pod is unmapped (NodeUnpublishVolume of its publish path, the global map
+    /// bind, the link).
     fn tear_down(&self) -> Result<()> {
+        let root = self.host.root_dir();
+        if super::block::is_mapped(root, &self.spec_name, &self.pod_uid) {
+            super::block::unmap(&self.plugin, self.host.as_ref(), &self.spec_name, &self.pod_uid)?;
+            if self.path.parent().is_none_or(|p| std::fs::symlink_metadata(p).is_err()) {
+                return Ok(());
+            }
+        }
         let parent = self.path.parent().expect("the mount path has a parent");
         let mounter = self.host.mounter();
         match VolumeData::load(parent)? {

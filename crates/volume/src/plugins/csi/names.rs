@@ -47,6 +47,55 @@ pub fn pod_mount_path(root: &Path, pod_uid: &str, spec_name: &str) -> PathBuf {
     kvol_mount::paths::pod_volume_dir(root, pod_uid, CSI_PLUGIN_NAME, spec_name).join(POD_MOUNT)
 }
 
+/// Under `<root>/plugins/kubernetes.io/csi/volumeDevices`: the NodeStageVolume directories of block volumes.
+pub const BLOCK_STAGING: &str = "staging";
+/// Under `<root>/plugins/kubernetes.io/csi/volumeDevices`: one directory per block volume holding the
+/// NodePublishVolume target file of each pod.
+pub const BLOCK_PUBLISH: &str = "publish";
+/// Under `volumeDevices/<volume>`: the directory of the block volume's `vol_data.json`.
+pub const BLOCK_DATA: &str = "data";
+/// Under `volumeDevices/<volume>`: the global map path, one bind-mounted device file per pod.
+pub const BLOCK_GLOBAL_MAP: &str = "dev";
+
+/// `<root>/plugins/kubernetes.io/csi/volumeDevices/staging/<volume>` (`getStagingPath`): the block volume's
+/// staging directory, its device mount path in kvol.
+pub fn block_staging_path(root: &Path, spec_name: &str) -> PathBuf {
+    kvol_mount::paths::volume_devices_dir(root, CSI_PLUGIN_NAME).join(BLOCK_STAGING).join(spec_name)
+}
+
+/// `<root>/plugins/kubernetes.io/csi/volumeDevices/publish/<volume>` (`getPublishDir`).
+pub fn block_publish_dir(root: &Path, spec_name: &str) -> PathBuf {
+    kvol_mount::paths::volume_devices_dir(root, CSI_PLUGIN_NAME).join(BLOCK_PUBLISH).join(spec_name)
+}
+
+/// `<root>/plugins/kubernetes.io/csi/volumeDevices/publish/<volume>/<pod uid>` (`getPublishPath`): the file
+/// NodePublishVolume puts the device on.
+pub fn block_publish_path(root: &Path, spec_name: &str, pod_uid: &str) -> PathBuf {
+    block_publish_dir(root, spec_name).join(pod_uid)
+}
+
+/// `<root>/plugins/kubernetes.io/csi/volumeDevices/<volume>` (`getVolumePluginDir`): holds `data/` (the
+/// `vol_data.json` of the block volume) and `dev/` (the global map path).
+pub fn block_volume_dir(root: &Path, spec_name: &str) -> PathBuf {
+    kvol_mount::paths::volume_devices_dir(root, CSI_PLUGIN_NAME).join(spec_name)
+}
+
+/// `<root>/plugins/kubernetes.io/csi/volumeDevices/<volume>/data` (`getVolumeDeviceDataDir`).
+pub fn block_data_dir(root: &Path, spec_name: &str) -> PathBuf {
+    block_volume_dir(root, spec_name).join(BLOCK_DATA)
+}
+
+/// `<root>/plugins/kubernetes.io/csi/volumeDevices/<volume>/dev` (`GetGlobalMapPath`).
+pub fn block_global_map_path(root: &Path, spec_name: &str) -> PathBuf {
+    block_volume_dir(root, spec_name).join(BLOCK_GLOBAL_MAP)
+}
+
+/// `<root>/pods/<uid>/volumeDevices/kubernetes.io~csi/<volume>` (`GetPodDeviceMapPath`): the pod's symlink to
+/// its published device, what a container runtime gives the container at `devicePath`.
+pub fn pod_device_link(root: &Path, pod_uid: &str, spec_name: &str) -> PathBuf {
+    kvol_mount::paths::pod_volume_devices_dir(root, pod_uid, CSI_PLUGIN_NAME).join(spec_name)
+}
+
 /// `kubernetes.io/csi/<driver>^<handle>`: kubelet's unique volume name of a CSI persistent volume.
 pub fn unique_name(driver: &str, volume_handle: &str) -> String {
     format!("{CSI_PLUGIN_NAME}/{driver}{VOLUME_NAME_SEP}{volume_handle}")
@@ -96,6 +145,12 @@ impl VolumeData {
             volume_lifecycle_mode: Some(mode.into()),
             other: BTreeMap::new(),
         }
+    }
+
+    /// What kubelet's block mapper writes in `volumeDevices/<volume>/data`: the pod-level keys but the
+    /// lifecycle mode (a block volume is always persistent).
+    pub fn for_block(spec_name: &str, driver: &str, volume_handle: &str, node: &str) -> VolumeData {
+        VolumeData { volume_lifecycle_mode: None, ..VolumeData::for_pod(spec_name, driver, volume_handle, node, "") }
     }
 
     /// Reads `<dir>/vol_data.json`; `Ok(None)` when there is none.
@@ -168,6 +223,20 @@ mod tests {
             Path::new("/r/pods/uid/volumes/kubernetes.io~csi/pv-1/mount")
         );
         assert_eq!(unique_name("csi.kvol.io", "h/1"), "kubernetes.io/csi/csi.kvol.io^h/1");
+    }
+
+    #[test]
+    fn block_paths_follow_kubelets_csi_block_layout() {
+        let r = Path::new("/var/lib/kubelet");
+        let devices = "/var/lib/kubelet/plugins/kubernetes.io/csi/volumeDevices";
+        assert_eq!(block_staging_path(r, "pv-1"), Path::new(devices).join("staging/pv-1"));
+        assert_eq!(block_publish_path(r, "pv-1", "uid"), Path::new(devices).join("publish/pv-1/uid"));
+        assert_eq!(block_data_dir(r, "pv-1"), Path::new(devices).join("pv-1/data"));
+        assert_eq!(block_global_map_path(r, "pv-1"), Path::new(devices).join("pv-1/dev"));
+        assert_eq!(
+            pod_device_link(r, "uid", "pv-1"),
+            Path::new("/var/lib/kubelet/pods/uid/volumeDevices/kubernetes.io~csi/pv-1")
+        );
     }
 
     #[test]

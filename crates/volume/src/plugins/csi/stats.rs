@@ -31,7 +31,8 @@ pub struct VolumeStats {
 }
 
 /// NodeGetVolumeStats for the volume the pod `pod_uid` has under `spec_name` (its driver and handle are read
-/// from the `vol_data.json` beside `<root>/pods/<uid>/volumes/kubernetes.io~csi/<spec_name>/mount`).
+/// from the `vol_data.json` beside `<root>/pods/<uid>/volumes/kubernetes.io~csi/<spec_name>/mount`, or for a
+/// raw block volume from `volumeDevices/<spec_name>/data`, asked at the pod's publish file).
 /// `Ok(None)` when the volume is not published there, or its driver lacks GET_VOLUME_STATS. Async: call it
 /// from the agent's runtime.
 pub async fn volume_stats(
@@ -41,9 +42,20 @@ pub async fn volume_stats(
     spec_name: &str,
     timeout: Duration,
 ) -> Result<Option<VolumeStats>> {
-    let target = names::pod_mount_path(root, pod_uid, spec_name);
-    let Some(data) = VolumeData::load(target.parent().expect("the mount path has a parent"))? else {
-        return Ok(None);
+    let mount = names::pod_mount_path(root, pod_uid, spec_name);
+    let (data, target, block) = match VolumeData::load(mount.parent().expect("the mount path has a parent"))? {
+        Some(data) => (data, mount, false),
+        None => {
+            // A raw block volume: asked at the pod's publish file, as kubelet's block metrics do.
+            let publish = names::block_publish_path(root, spec_name, pod_uid);
+            if std::fs::symlink_metadata(&publish).is_err() {
+                return Ok(None);
+            }
+            match VolumeData::load(&names::block_data_dir(root, spec_name))? {
+                Some(data) => (data, publish, true),
+                None => return Ok(None),
+            }
+        }
     };
     let channel = drivers.channel(&data.driver_name)?;
     let caps = match drivers.cached_capabilities(&data.driver_name) {
@@ -57,10 +69,12 @@ pub async fn volume_stats(
     if !caps.volume_stats {
         return Ok(None);
     }
-    let staging = if caps.stage_unstage && data.volume_lifecycle_mode.as_deref() != Some(EPHEMERAL) {
-        names::device_mount_path(root, &data.driver_name, &data.volume_handle).to_string_lossy().into_owned()
-    } else {
+    let staging = if !caps.stage_unstage || data.volume_lifecycle_mode.as_deref() == Some(EPHEMERAL) {
         String::new()
+    } else if block {
+        names::block_staging_path(root, spec_name).to_string_lossy().into_owned()
+    } else {
+        names::device_mount_path(root, &data.driver_name, &data.volume_handle).to_string_lossy().into_owned()
     };
     let request = NodeGetVolumeStatsRequest {
         volume_id: data.volume_handle.clone(),
