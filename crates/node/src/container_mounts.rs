@@ -64,14 +64,30 @@ pub fn is_block(spec: &VolumeSpec) -> bool {
 /// Where a volume is on the host, and whether it is read-only, computed from the layout (no I/O). A raw
 /// block volume is at its pod device link, `<root>/pods/<uid>/volumeDevices/<escaped plugin>/<volume>`.
 pub fn volume_path(root: &Path, uid: &str, registry: &PluginRegistry, spec: &VolumeSpec) -> Result<(PathBuf, bool)> {
-    let plugin = registry.find_by_spec(spec)?;
-    let name = plugin.name();
+    // FlexVolume and CSI volumes are laid out by their driver's or the CSI plugin's name, known from the
+    // spec alone, so this works without the driver at hand (`kvol mounts` has no probed drivers).
+    let (flex, csi) = match spec {
+        VolumeSpec::Inline(v) => (v.flex_volume.as_ref().map(|f| f.driver.clone()), v.csi.is_some()),
+        VolumeSpec::Persistent { pv, .. } => {
+            let s = pv.spec.as_ref();
+            (s.and_then(|s| s.flex_volume.as_ref()).map(|f| f.driver.clone()), s.is_some_and(|s| s.csi.is_some()))
+        }
+    };
+    let found;
+    let name: &str = match (&flex, csi) {
+        (Some(driver), _) => driver,
+        (None, true) => kvol_volume::plugins::csi::CSI_PLUGIN_NAME,
+        (None, false) => {
+            found = registry.find_by_spec(spec)?;
+            found.name()
+        }
+    };
     if is_block(spec) {
         let link = kvol_mount::paths::pod_volume_devices_dir(root, uid, name).join(spec.name());
         return Ok((link, spec.claim_read_only()));
     }
     if name == kvol_volume::names::HOST_PATH {
-        return Ok((PathBuf::from(plugin.volume_name(spec)?), spec.claim_read_only()));
+        return Ok((PathBuf::from(registry.find_by_spec(spec)?.volume_name(spec)?), spec.claim_read_only()));
     }
     let inline_ro = spec.inline().is_some_and(|v| {
         v.config_map.is_some()

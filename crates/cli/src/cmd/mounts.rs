@@ -65,10 +65,52 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         let mounts = kvol_node::container_mounts(&root, &pod, &container, &volumes)?;
+        let devices = kvol_node::container_devices(&pod, &container, &volumes)?;
         match args.format {
-            Format::Oci => println!("{}", serde_json::to_string_pretty(&kvol_node::to_oci(&mounts))?),
-            Format::Docker => println!("{}", kvol_node::to_docker(&mounts).join(" ")),
+            Format::Oci if devices.is_empty() => {
+                println!("{}", serde_json::to_string_pretty(&kvol_node::to_oci(&mounts))?)
+            }
+            // Raw block volumes are devices, not mounts: runtime-spec's `linux.devices` (and the cgroup
+            // rule that lets the container use them).
+            Format::Oci => {
+                let oci = serde_json::json!({
+                    "mounts": kvol_node::to_oci(&mounts),
+                    "linux": { "devices": oci_devices(&devices)? },
+                });
+                println!("{}", serde_json::to_string_pretty(&oci)?)
+            }
+            Format::Docker => {
+                let mut flags = kvol_node::to_docker(&mounts);
+                flags.extend(kvol_node::devices_to_docker(&devices));
+                println!("{}", flags.join(" "))
+            }
         }
         Ok(())
     })
+}
+
+/// runtime-spec `linux.devices` entries for the pod's block devices: the device numbers come from the
+/// device node the pod's link resolves to.
+fn oci_devices(devices: &[kvol_node::ContainerDevice]) -> anyhow::Result<Vec<serde_json::Value>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    devices
+        .iter()
+        .map(|d| {
+            let meta = std::fs::metadata(&d.path_on_host)
+                .with_context(|| format!("the block device of {}", d.path_on_host.display()))?;
+            if !meta.file_type().is_block_device() {
+                bail!("{} is not a block device", d.path_on_host.display());
+            }
+            let rdev = meta.rdev();
+            Ok(serde_json::json!({
+                "path": d.path_in_container,
+                "type": "b",
+                "major": nix::sys::stat::major(rdev),
+                "minor": nix::sys::stat::minor(rdev),
+                "fileMode": meta.mode() & 0o7777,
+                "uid": 0,
+                "gid": 0,
+            }))
+        })
+        .collect()
 }
