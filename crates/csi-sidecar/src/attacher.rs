@@ -293,15 +293,17 @@ async fn detach(ctx: &Ctx, va: &VolumeAttachment) -> Result<()> {
     .await;
     match outcome {
         Ok(()) => {
-            patch_status(
-                ctx,
-                va,
-                serde_json::json!({ "attached": false, "attachmentMetadata": null, "detachError": null }),
-            )
-            .await
-            .or_else(|e| if e.is_api_status(404) { Ok(()) } else { Err(e) })?;
             let api: Api<VolumeAttachment> = Api::all(ctx.client.clone());
-            remove_finalizer(&api, va, &fin, va_object(va)).await?;
+            let status =
+                serde_json::json!({ "status": { "attached": false, "attachmentMetadata": null, "detachError": null } });
+            // The finalizer comes off the object the status write returned: its resourceVersion is current.
+            match api.patch_status(&va.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await {
+                Ok(current) => remove_finalizer(&api, &current, &fin, va_object(va)).await?,
+                Err(e) if crate::error::api_status(&e) == Some(404) => {}
+                Err(source) => {
+                    return Err(Error::Api { action: "updating the status of", object: va_object(va), source })
+                }
+            }
             tracing::info!(attachment = %va.name_any(), "detached");
             if let Some(pv) = &va.spec.source.persistent_volume_name {
                 ctx.attach_queue.add(format!("pv/{pv}"));

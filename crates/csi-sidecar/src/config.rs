@@ -75,7 +75,9 @@ pub struct SidecarConfig {
 }
 
 impl SidecarConfig {
-    /// kubernetes-csi's defaults for `csi_address` and `roles`.
+    /// external-provisioner's, external-attacher's and external-resizer's defaults for `csi_address` and
+    /// `roles`: retries from 1 s doubling to 5 min, never given up (`FailedProvisionThreshold(0)`,
+    /// `FailedDeleteThreshold(0)`).
     pub fn new(csi_address: impl Into<String>, roles: BTreeSet<Role>) -> SidecarConfig {
         SidecarConfig {
             csi_address: csi_address.into(),
@@ -83,9 +85,9 @@ impl SidecarConfig {
             timeout: Duration::from_secs(10),
             driver_wait: Duration::from_secs(60),
             workers: 4,
-            provision_backoff: Backoff { base: Duration::from_secs(15), max: Duration::from_secs(1000) },
-            failed_provision_threshold: 15,
-            failed_delete_threshold: 15,
+            provision_backoff: Backoff { base: Duration::from_secs(1), max: Duration::from_secs(300) },
+            failed_provision_threshold: 0,
+            failed_delete_threshold: 0,
             create_pv_retries: 5,
             create_pv_interval: Duration::from_secs(10),
             attach_backoff: Backoff { base: Duration::from_secs(1), max: Duration::from_secs(300) },

@@ -26,6 +26,8 @@ use crate::{Command, DriverCall, Error, Result};
 const MAX_OUTPUT: usize = 1 << 20;
 /// Output shown in errors.
 const SHOWN_OUTPUT: usize = 4096;
+/// How long a call's exit alone is awaited before its output is read as it comes.
+const EXIT_FIRST: Duration = Duration::from_millis(50);
 
 /// How long each call may run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,28 +234,39 @@ impl Driver {
         let mut child = spawned.map_err(spawn_err)?;
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
         let mut group = GroupKiller { pgid, armed: true };
-        let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(wait_err)?;
 
         let mut output = Vec::new();
-        let outcome = {
+        let after_exit = self.limits.after_exit;
+        let outcome = tokio::time::timeout_at(deadline, async {
+            // Most calls answer and exit within milliseconds. Until EXIT_FIRST passes, only the
+            // exit is awaited and the pipe is not yet registered with the reactor, so the
+            // driver's write of its answer does not wake this task a second time (a wake-up is
+            // a good share of a fast call's cost, more so on a loaded node). The answer waits
+            // in the pipe; a driver printing more than the pipe holds blocks until reading
+            // starts, at EXIT_FIRST at the latest.
+            let exited = match tokio::time::timeout(EXIT_FIRST, child.wait()).await {
+                Ok(exit) => Some(exit?),
+                Err(_still_running) => None,
+            };
+            let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
             let reading = read_capped(&mut receiver, &mut output);
             tokio::pin!(reading);
-            let after_exit = self.limits.after_exit;
-            tokio::time::timeout_at(deadline, async {
-                let mut read_done = false;
-                let exit = loop {
+            let mut read_done = false;
+            let exit = match exited {
+                Some(exit) => exit,
+                None => loop {
                     tokio::select! {
                         r = &mut reading, if !read_done => { r?; read_done = true; }
                         s = child.wait() => break s?,
                     }
-                };
-                if !read_done {
-                    let _ = tokio::time::timeout(after_exit, &mut reading).await;
-                }
-                std::io::Result::Ok(exit)
-            })
-            .await
-        };
+                },
+            };
+            if !read_done {
+                let _ = tokio::time::timeout(after_exit, &mut reading).await;
+            }
+            std::io::Result::Ok(exit)
+        })
+        .await;
         match outcome {
             Ok(Ok(exit)) => {
                 group.armed = false;

@@ -1,8 +1,10 @@
 //! kvol-flex run for real (root, loop devices, mount(2)) through `kvol_flex::DriverCall`, in the
 //! order and with the argv kubelet uses; and the seeds' bash+jq driver through the same calls.
 //!
-//! `cargo test -p kvol-flex-driver` (tests that need root or a tool print SKIP and pass).
-//! The benchmark: `cargo test --release -p kvol-flex-driver --test tests -- --ignored --nocapture bench`.
+//! `cargo test -p kvol-flex-driver` (tests that need root or a tool print SKIP and pass);
+//! `KVOL_FLEX_BINARY=<path>` runs them against another build (the static one).
+//! The benchmark: `cargo test --release -p kvol-flex-driver --test tests -- --ignored --nocapture bench`
+//! (it builds the static kvol-flex first, into target/flex-static, and prints the command).
 
 mod util;
 
@@ -279,11 +281,88 @@ async fn the_seeds_bash_jq_nfs_driver_runs_unchanged_with_kubelets_argv() {
     assert_eq!(calls[3][2], "node1");
 }
 
+/// Seed 000's variant of the nfs driver: its mount records `${MNTPATH}, ${NFS_SERVER},
+/// ${SHARE}` in /tmp/aaa and creates the dir instead of mounting. Run through `Driver` with
+/// kubelet's argv (behind the recording wrapper, which keeps the whole argv), it shows what the
+/// seed's article shows: the pod volume dir as the mount's first argument, and the volume's
+/// `server` and `share` options inside the JSON, next to kubelet's own option keys.
+#[tokio::test]
+async fn the_seed_000_driver_records_kubelets_mount_arguments() {
+    if skip_unless("the_seed_000_driver_records_kubelets_mount_arguments", &["jq"]) {
+        return;
+    }
+    let node = Node::new();
+    // The script is run as printed except for where it records: /tmp/aaa is shared by every
+    // run on the machine, so the test's copy writes into its own work dir.
+    let script = std::fs::read_to_string(SEED_000_ARGS).unwrap();
+    let records = " >> /tmp/aaa\n";
+    assert_eq!(script.matches(records).count(), 1, "one line records the arguments");
+    let aaa = node.tmp.path().join("aaa");
+    let real = node.tmp.path().join("seed-000-args");
+    std::fs::write(&real, script.replace(records, &format!(" >> {}\n", aaa.display()))).unwrap();
+    std::fs::set_permissions(&real, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let record = node.tmp.path().join("calls.jsonl");
+    node.install_script("k8s~nfs", "nfs", &recording_wrapper(&real, &record));
+    let driver = kvol_flex::Driver::new(&node.plugin_dir, "k8s~nfs");
+
+    // The seed's nginx-nfs pod volume.
+    let spec = VolumeSpec {
+        name: "test".into(),
+        fs_type: "nfs".into(),
+        read_only: false,
+        options: [("server".to_owned(), "172.16.0.25".to_owned()), ("share".to_owned(), "dws_nas_scratch".to_owned())]
+            .into(),
+    };
+    let caps = driver.init().await.unwrap();
+    assert!(!caps.attach, "{caps:?}");
+    let uid = "3fd57144-7306-4a24-a706-43fdfd32f6ab";
+    // Kubelet's pod volume dir, left for the driver to create (its `mkdir -p`).
+    let pod_dir = kvol_flex::discovery::pod_volume_dir(&node.root, uid, "k8s/nfs", "test");
+    let pod_s = pod_dir.to_string_lossy().into_owned();
+    let call = DriverCall::mount(&pod_s, &spec, &pod("nginx-nfs", uid));
+    let status = ok(&driver, &call).await;
+    assert_eq!(status.status, "Success");
+    assert!(pod_dir.is_dir(), "{} created", pod_dir.display());
+    assert!(node.mounts().is_empty(), "nothing mounted");
+
+    // What the seed's driver recorded.
+    let recorded = std::fs::read_to_string(&aaa).unwrap();
+    eprintln!("recorded by the seed's driver: {recorded:?}");
+    assert_eq!(recorded, format!("{pod_s}, 172.16.0.25, dws_nas_scratch\n"));
+
+    // The argv behind it: kubelet's, in kubelet's order.
+    let calls: Vec<Vec<String>> =
+        std::fs::read_to_string(&record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0], ["init"]);
+    assert_eq!(calls[1], call.args());
+    assert_eq!(calls[1].len(), 3);
+    assert_eq!(calls[1][..2], ["mount".to_owned(), pod_s.clone()]);
+    let options: std::collections::BTreeMap<String, String> = serde_json::from_str(&calls[1][2]).unwrap();
+    let keys: Vec<&str> = options.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "kubernetes.io/fsType",
+            "kubernetes.io/pod.name",
+            "kubernetes.io/pod.namespace",
+            "kubernetes.io/pod.uid",
+            "kubernetes.io/pvOrVolumeName",
+            "kubernetes.io/readwrite",
+            "kubernetes.io/serviceAccount.name",
+            "server",
+            "share"
+        ]
+    );
+    assert_eq!(options["kubernetes.io/pod.uid"], uid);
+    assert_eq!((options["server"].as_str(), options["share"].as_str()), ("172.16.0.25", "dws_nas_scratch"));
+}
+
 #[test]
 fn install_is_atomic_and_idempotent() {
     let node = Node::new();
     let run = || {
-        let out = std::process::Command::new(KVOL_FLEX)
+        let out = std::process::Command::new(kvol_flex())
             .args(["install", "--vendor", "kvol", "--driver", "loop", "--dir"])
             .arg(&node.plugin_dir)
             .output()
@@ -296,7 +375,7 @@ fn install_is_atomic_and_idempotent() {
     let exe = node.plugin_dir.join("kvol~loop/loop");
     assert_eq!(first, format!("installed {}", exe.display()));
     assert_eq!(run(), format!("{} is already installed", exe.display()));
-    assert_eq!(std::fs::read(&exe).unwrap(), std::fs::read(KVOL_FLEX).unwrap());
+    assert_eq!(std::fs::read(&exe).unwrap(), std::fs::read(kvol_flex()).unwrap());
     let names: Vec<_> =
         std::fs::read_dir(node.plugin_dir.join("kvol~loop")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["loop"], "no temp file left");
@@ -306,7 +385,7 @@ fn install_is_atomic_and_idempotent() {
         String::from_utf8(out.stdout).unwrap().trim(),
         r#"{"capabilities":{"attach":true,"fsGroup":true,"requiresFSResize":true,"selinuxRelabel":true,"supportsMetrics":true},"status":"Success"}"#
     );
-    let out = std::process::Command::new(KVOL_FLEX)
+    let out = std::process::Command::new(kvol_flex())
         .args(["install", "--vendor", "kvol", "--driver", "lvm", "--dir", "/nonexistent"])
         .output()
         .unwrap();
@@ -335,6 +414,13 @@ fn machine() -> String {
 /// share is a local directory) since there is no kernel NFS client here. kvol-flex's `loop`
 /// driver `mount` does more work (it finds the loop device in sysfs and its global mount in
 /// mountinfo before the bind).
+///
+/// kvol-flex is measured as shipped: static (musl), built by [`build_static_kvol_flex`] (the
+/// command is printed). The glibc build cargo tests everything else with is measured alongside:
+/// every glibc program pays ld.so and glibc's start-up (cpuid probing of cache sizes, trapped
+/// by the hypervisor on VMs), which is most of an `init` call; bash pays it too. Calls are
+/// interleaved (floor, seed, static, glibc, ...) so all see the same machine load; the ratio is
+/// of medians from this one run, means alongside.
 #[tokio::test]
 #[ignore = "benchmark: run with --ignored --nocapture, preferably --release"]
 async fn bench_kvol_flex_vs_seed_bash_driver() {
@@ -342,6 +428,13 @@ async fn bench_kvol_flex_vs_seed_bash_driver() {
         return;
     }
     let n: u32 = std::env::var("BENCH_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let static_exe = match build_static_kvol_flex() {
+        Ok(exe) => Some(exe),
+        Err(e) => {
+            eprintln!("NOTE: the static kvol-flex could not be built ({e}); only the glibc build is measured");
+            None
+        }
+    };
     let node = Node::new();
 
     // The seed's driver, bind variant.
@@ -350,7 +443,9 @@ async fn bench_kvol_flex_vs_seed_bash_driver() {
     assert_eq!(seed.matches(nfs_line).count(), 1);
     let bind = seed.replace(nfs_line, "\tmount --bind ${SHARE} ${MNTPATH} &> /dev/null\n");
     node.install_script("k8s~bind", "bind", &bind);
-    let bash = kvol_flex::Driver::new(&node.plugin_dir, "k8s~bind");
+    // kvol-flex's drivers get KVOL_FLEX_STATE_DIR; every driver gets it, so every spawn pays
+    // the same (an added variable makes std copy the whole environment per spawn, ~20us).
+    let bash = kvol_flex::Driver::new(&node.plugin_dir, "k8s~bind").with_env("KVOL_FLEX_STATE_DIR", &node.state);
     let share = node.tmp.path().join("share");
     std::fs::create_dir_all(&share).unwrap();
     let bash_spec = VolumeSpec {
@@ -364,24 +459,31 @@ async fn bench_kvol_flex_vs_seed_bash_driver() {
         .into(),
     };
 
-    // kvol-flex loop: attached and device-mounted once; the benchmark times pod mounts.
-    let kvol = node.install_kvol_flex("kvol", "loop");
+    // kvol-flex loop, both builds (vendors kvol and glibc) sharing one state dir: attached and
+    // device-mounted once; the benchmark times pod mounts.
+    let mut kvols = Vec::new();
+    if let Some(exe) = &static_exe {
+        kvols.push(("static", node.install_kvol_flex_binary(exe, "kvol", "loop"), "kvol/loop"));
+    }
+    kvols.push(("glibc", node.install_kvol_flex_binary(Path::new(KVOL_FLEX), "glibc", "loop"), "glibc/loop"));
     let loop_spec = loop_spec(&node, "pv1", "vol1", "ext4");
-    let device = ok(&kvol, &DriverCall::attach(&loop_spec, "node1")).await.device;
-    let global = node.device_mount_path("kvol/loop", "pv1");
-    ok(&kvol, &DriverCall::mount_device(&global.to_string_lossy(), &device, &loop_spec)).await;
+    let first = &kvols[0].1;
+    let device = ok(first, &DriverCall::attach(&loop_spec, "node1")).await.device;
+    let global = node.device_mount_path(kvols[0].2, "pv1");
+    ok(first, &DriverCall::mount_device(&global.to_string_lossy(), &device, &loop_spec)).await;
 
-    // Calls are interleaved (seed, kvol-flex, floor, seed, ...) so both drivers see the same
-    // machine load; medians are reported, means alongside.
-    let floor = kvol_flex::Driver::from_executable("floor/echo", "/bin/echo");
-    let bash_dir = node.pod_dir("uid-b", "k8s/bind", "test");
-    let kvol_dir = node.pod_dir("uid-b", "kvol/loop", "pv1");
-    let bash_dir_s = bash_dir.to_string_lossy().into_owned();
-    let kvol_dir_s = kvol_dir.to_string_lossy().into_owned();
+    let floor =
+        kvol_flex::Driver::from_executable("floor/echo", "/bin/echo").with_env("KVOL_FLEX_STATE_DIR", &node.state);
+    let bash_dir_s = node.pod_dir("uid-b", "k8s/bind", "test").to_string_lossy().into_owned();
     let bash_mount = DriverCall::mount(&bash_dir_s, &bash_spec, &pod("bench", "uid-b"));
-    let kvol_mount = DriverCall::mount(&kvol_dir_s, &loop_spec, &pod("bench", "uid-b"));
     let bash_unmount = DriverCall::unmount(&bash_dir_s);
-    let kvol_unmount = DriverCall::unmount(&kvol_dir_s);
+    let kvol_calls: Vec<(DriverCall, DriverCall)> = kvols
+        .iter()
+        .map(|(_, _, name)| {
+            let dir = node.pod_dir("uid-b", name, "pv1").to_string_lossy().into_owned();
+            (DriverCall::mount(&dir, &loop_spec, &pod("bench", "uid-b")), DriverCall::unmount(&dir))
+        })
+        .collect();
     async fn timed(driver: &kvol_flex::Driver, call: &DriverCall, must_succeed: bool) -> Duration {
         let t = Instant::now();
         let result = driver.run(call).await;
@@ -396,55 +498,67 @@ async fn bench_kvol_flex_vs_seed_bash_driver() {
     // Warm up (page cache, jq's first run).
     for _ in 0..5 {
         timed(&bash, &DriverCall::init(), true).await;
-        timed(&kvol, &DriverCall::init(), true).await;
+        for (_, kvol, _) in &kvols {
+            timed(kvol, &DriverCall::init(), true).await;
+        }
     }
-    let mut samples: [Vec<Duration>; 7] = Default::default();
+    // Per driver (seed, then each kvol-flex build): init, mount, unmount.
+    let mut samples: Vec<[Vec<Duration>; 3]> = vec![Default::default(); 1 + kvols.len()];
+    let mut floor_samples = Vec::new();
     for _ in 0..n {
-        samples[0].push(timed(&floor, &DriverCall::init(), false).await);
-        samples[1].push(timed(&bash, &DriverCall::init(), true).await);
-        samples[2].push(timed(&kvol, &DriverCall::init(), true).await);
-        samples[3].push(timed(&bash, &bash_mount, true).await);
-        samples[4].push(timed(&bash, &bash_unmount, true).await);
-        samples[5].push(timed(&kvol, &kvol_mount, true).await);
-        samples[6].push(timed(&kvol, &kvol_unmount, true).await);
+        floor_samples.push(timed(&floor, &DriverCall::init(), false).await);
+        samples[0][0].push(timed(&bash, &DriverCall::init(), true).await);
+        for (i, (_, kvol, _)) in kvols.iter().enumerate() {
+            samples[1 + i][0].push(timed(kvol, &DriverCall::init(), true).await);
+        }
+    }
+    for _ in 0..n {
+        samples[0][1].push(timed(&bash, &bash_mount, true).await);
+        samples[0][2].push(timed(&bash, &bash_unmount, true).await);
+        for (i, ((_, kvol, _), (mount, unmount))) in kvols.iter().zip(&kvol_calls).enumerate() {
+            samples[1 + i][1].push(timed(kvol, mount, true).await);
+            samples[1 + i][2].push(timed(kvol, unmount, true).await);
+        }
     }
     assert_eq!(node.mounts().len(), 1, "only the global mount is left: {:?}", node.mounts());
-    let median = |v: &mut Vec<Duration>| {
+    let median = |v: &[Duration]| {
+        let mut v = v.to_vec();
         v.sort();
         v[v.len() / 2]
     };
-    let mean = |v: &Vec<Duration>| v.iter().sum::<Duration>() / v.len() as u32;
-    let means: Vec<Duration> = samples.iter().map(mean).collect();
-    let medians: Vec<Duration> = samples.iter_mut().map(median).collect();
+    let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len() as u32;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let ratio = |b: Duration, k: Duration| b.as_secs_f64() / k.as_secs_f64();
     println!("FlexVolume driver per-call cost, {n} calls each, interleaved, through kvol_flex::Driver::run");
     println!("machine: {}", machine());
-    println!(
-        "{:<16} {:>16} {:>16} {:>7} | {:>12} {:>12} {:>7}",
-        "call", "seed median", "kvol-flex median", "ratio", "seed mean", "kvol mean", "ratio"
-    );
-    let rows = [("init", 1, 2), ("mount (bind)", 3, 5), ("unmount", 4, 6)];
-    for (name, b, k) in rows {
+    for (i, (build, kvol, _)) in kvols.iter().enumerate() {
+        println!("kvol-flex {build}: {}", kvol.executable().display());
         println!(
-            "{name:<16} {:>14.0}us {:>14.0}us {:>6.1}x | {:>10.0}us {:>10.0}us {:>6.1}x",
-            us(medians[b]),
-            us(medians[k]),
-            ratio(medians[b], medians[k]),
-            us(means[b]),
-            us(means[k]),
-            ratio(means[b], means[k])
+            "{:<16} {:>12} {:>12} {:>7} | {:>12} {:>12} {:>7}",
+            "call", "seed median", "kvol median", "ratio", "seed mean", "kvol mean", "ratio"
         );
+        let (seed, kvol) = (&samples[0], &samples[1 + i]);
+        for (c, name) in ["init", "mount (bind)", "unmount"].into_iter().enumerate() {
+            let (bm, km) = (median(&seed[c]), median(&kvol[c]));
+            let (ba, ka) = (mean(&seed[c]), mean(&kvol[c]));
+            println!(
+                "{name:<16} {:>10.0}us {:>10.0}us {:>6.1}x | {:>10.0}us {:>10.0}us {:>6.1}x",
+                us(bm),
+                us(km),
+                ratio(bm, km),
+                us(ba),
+                us(ka),
+                ratio(ba, ka)
+            );
+        }
+        let (bm, km) = (median(&seed[1]) + median(&seed[2]), median(&kvol[1]) + median(&kvol[2]));
+        println!("{:<16} {:>10.0}us {:>10.0}us {:>6.1}x", "mount+unmount", us(bm), us(km), ratio(bm, km));
     }
-    let (bm, km) = (medians[3] + medians[4], medians[5] + medians[6]);
-    println!("{:<16} {:>14.0}us {:>14.0}us {:>6.1}x", "mount+unmount", us(bm), us(km), ratio(bm, km));
     println!(
-        "{:<16} {:>14} {:>14.0}us   (spawn floor: /bin/echo through the same Driver::run)",
-        "spawn only",
-        "",
-        us(medians[0])
+        "spawn floor: /bin/echo (a glibc program) through the same Driver::run: median {:.0}us",
+        us(median(&floor_samples))
     );
 
-    ok(&kvol, &DriverCall::unmount_device(&global.to_string_lossy())).await;
-    ok(&kvol, &DriverCall::detach("pv1", "node1")).await;
+    ok(first, &DriverCall::unmount_device(&global.to_string_lossy())).await;
+    ok(first, &DriverCall::detach("pv1", "node1")).await;
 }

@@ -25,13 +25,13 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     worker_threads: usize,
     /// First retry delay of a failed provisioning, in seconds (doubling up to --retry-interval-max).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 1)]
     retry_interval_start: u64,
     /// Longest retry delay of a failed provisioning, in seconds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 300)]
     retry_interval_max: u64,
-    /// Failures after which provisioning a claim is given up (0 = never).
-    #[arg(long, default_value_t = 15)]
+    /// Failures after which provisioning a claim is given up (0 = never, external-provisioner's choice).
+    #[arg(long, default_value_t = 0)]
     failed_provision_threshold: u32,
     /// Resync period of the informers, in seconds.
     #[arg(long, default_value_t = 900)]

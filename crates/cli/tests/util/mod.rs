@@ -44,37 +44,98 @@ pub struct Server {
     child: Child,
     /// The HTTPS address.
     pub addr: String,
+    /// The flags after `--data-dir D --listen A` (kept for [`Server::restart`]).
+    args: Vec<String>,
+    /// Extra environment of the server process.
+    env: Vec<(String, String)>,
+    /// A full server (see [`Server::start_with`]): its mounts and loop devices are released on drop.
+    full: bool,
 }
+
+/// The node name of a full server's in-process agent.
+pub const NODE: &str = "n1";
 
 impl Server {
     /// Starts a server and waits until its kubeconfig appears (the server's "ready" signal).
     pub fn start() -> Server {
+        // These tests look at the API server and the CLI: no controller or agent changes objects
+        // behind their backs (those parts have their own tests).
+        Server::start_in(&["--no-controllers", "--no-agent"], false)
+    }
+
+    /// Starts the whole product in one process: API server, controllers, attach/detach controller and
+    /// the node agent for node [`NODE`], with `--root-dir <dir>/root --volume-plugin-dir <dir>/plugins`
+    /// and then `extra_args`. FlexVolume drivers keep their state in `<dir>/flex-state` (never
+    /// `/var/lib/kvol-flex`). On drop the server is killed and every mount under its directory is
+    /// unmounted and every loop device backed by a file under it detached, also when the test failed.
+    pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::start_in(extra_args, true)
+    }
+
+    fn start_in(extra_args: &[&str], full: bool) -> Server {
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let dir = tempfile::Builder::new().prefix("kvol-cli-test-").tempdir().expect("temp dir");
             let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
             let addr = format!("127.0.0.1:{port}");
-            let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-            let child = Command::new(env!("CARGO_BIN_EXE_kvol"))
-                .args(["server", "--data-dir"])
-                .arg(dir.path())
-                .args(["--listen", &addr])
-                // These tests look at the API server and the CLI: no controller or agent changes objects
-                // behind their backs (those parts have their own tests).
-                .args(["--no-controllers", "--no-agent"])
-                .env("KVOL_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log fd"))
-                .stderr(log)
-                .spawn()
-                .expect("spawn kvol server");
-            let mut server = Server { dir, child, addr };
+            let mut args = Vec::new();
+            let mut env = Vec::new();
+            if full {
+                let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+                for sub in ["root", "plugins", "flex-state"] {
+                    std::fs::create_dir_all(dir.path().join(sub)).expect("server dirs");
+                }
+                args.extend(["--root-dir".to_owned(), path("root"), "--volume-plugin-dir".to_owned(), path("plugins")]);
+                args.extend(["--node-name".to_owned(), NODE.to_owned()]);
+                env.push(("KVOL_FLEX_STATE_DIR".to_owned(), path("flex-state")));
+                // Plain text in the log the failure report prints.
+                env.push(("NO_COLOR".to_owned(), "1".to_owned()));
+            }
+            args.extend(extra_args.iter().map(|a| a.to_string()));
+            let child = spawn_server(dir.path(), &addr, &args, &env);
+            let mut server = Server { dir, child, addr, args, env, full };
             match server.wait_ready(Duration::from_secs(30)) {
                 Ok(()) => return server,
                 Err(log) => last_log = log, // e.g. the port was taken in between: try another.
             }
         }
         panic!("kvol server did not become ready; last log:\n{last_log}");
+    }
+
+    /// Kills the server with SIGKILL, as a crash would: no in-process part gets to clean up.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same directory, address and flags (after [`Server::kill_9`]),
+    /// and waits until it is ready.
+    pub fn restart(&mut self) {
+        self.kill_9();
+        // A kubeconfig left by the killed server must not be mistaken for the new one's readiness.
+        let _ = std::fs::remove_file(self.kubeconfig());
+        let start = Instant::now();
+        loop {
+            self.child = spawn_server(self.dir.path(), &self.addr, &self.args, &self.env);
+            match self.wait_ready(Duration::from_secs(30)) {
+                Ok(()) => return,
+                // The old listening socket may linger for a moment.
+                Err(log) if start.elapsed() < Duration::from_secs(10) && log.contains("in use") => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(log) => panic!("kvol server did not restart in {}:\n{log}", self.dir.path().display()),
+            }
+        }
+    }
+
+    /// A full server's `--root-dir`.
+    pub fn root_dir(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A full server's `--volume-plugin-dir`.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
@@ -139,6 +200,68 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.full {
+            if std::thread::panicking() {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+                eprintln!("--- work dir: {}\n--- server log (tail):\n{}", self.dir.path().display(), tail.join("\n"));
+            }
+            // Before the temp dir is removed, which must never recurse into a mounted file system.
+            release_host_resources_under(self.dir.path());
+        }
+    }
+}
+
+fn spawn_server(dir: &Path, addr: &str, args: &[String], env: &[(String, String)]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).expect("server log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvol"));
+    cmd.args(["server", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", addr])
+        .args(args)
+        .env("KVOL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.spawn().expect("spawn kvol server")
+}
+
+/// The mount points under `dir`, per `/proc/self/mountinfo` (octal escapes decoded).
+pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// Unmounts everything under `dir` (deepest first, lazily) and detaches every loop device backed by a
+/// file under it. Idempotent; for test teardown.
+pub fn release_host_resources_under(dir: &Path) {
+    for _ in 0..4 {
+        let mut points = mount_points_under(dir);
+        if points.is_empty() {
+            break;
+        }
+        points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        for p in points {
+            let _ = Command::new("umount").arg("-l").arg(&p).stderr(Stdio::null()).status();
+        }
+    }
+    if let Ok(out) = Command::new("losetup").args(["-n", "-O", "NAME,BACK-FILE", "-l"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut cols = line.split_whitespace();
+            if let (Some(dev), Some(file)) = (cols.next(), cols.next()) {
+                if Path::new(file).starts_with(dir) {
+                    let _ = Command::new("losetup").args(["-d", dev]).stderr(Stdio::null()).status();
+                }
+            }
+        }
     }
 }
 

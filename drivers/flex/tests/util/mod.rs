@@ -11,11 +11,56 @@ use std::process::Command;
 
 use kvol_flex::{Driver, DriverCall, DriverStatus, VolumeSpec};
 
-/// The binary under test.
+/// The binary cargo built for these tests.
 pub const KVOL_FLEX: &str = env!("CARGO_BIN_EXE_kvol-flex");
+
+/// The binary under test: $KVOL_FLEX_BINARY if set (to run these tests against the static
+/// build, e.g. `target/flex-static/x86_64-unknown-linux-musl/release/kvol-flex`), else cargo's.
+pub fn kvol_flex() -> PathBuf {
+    std::env::var_os("KVOL_FLEX_BINARY").map(PathBuf::from).unwrap_or_else(|| KVOL_FLEX.into())
+}
 
 /// The seeds' bash+jq nfs driver, byte for byte (seed 001, "FlexVolume介绍" §4.2).
 pub const SEED_NFS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed-nfs");
+
+/// Seed 000's variant of that driver whose mount records its arguments in /tmp/aaa instead of
+/// mounting, with the helper functions the seed does not print added (see the file's header).
+pub const SEED_000_ARGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed-000-args");
+
+/// The target the shipped kvol-flex is built for (deploy/flex/Dockerfile): static musl, so it
+/// runs on any node, and so every call skips glibc's start-up (ld.so, and cpuid probing of
+/// the cache sizes, which costs about half a millisecond per exec under a hypervisor).
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// The rustflags of the static build. Non-PIE: a static-pie binary relocates itself at every
+/// start (about 1,400 relocations: copy-on-write faults on its data pages).
+pub const STATIC_RUSTFLAGS: &str = "-C relocation-model=static";
+
+/// Builds kvol-flex as shipped, static for [`STATIC_TARGET`], in its own target dir
+/// (`target/flex-static`, so its rustflags never invalidate the workspace's artifacts), and
+/// returns the binary. The command is printed; an error says why it could not be built (no
+/// musl target: `rustup target add x86_64-unknown-linux-musl`).
+pub fn build_static_kvol_flex() -> Result<PathBuf, String> {
+    // CARGO_BIN_EXE is <target dir>/<profile>/kvol-flex.
+    let target_dir = Path::new(KVOL_FLEX).ancestors().nth(2).ok_or("no target dir")?.join("flex-static");
+    let args = ["build", "--release", "-p", "kvol-flex-driver", "--bin", "kvol-flex", "--target", STATIC_TARGET];
+    eprintln!("RUSTFLAGS={STATIC_RUSTFLAGS:?} CARGO_TARGET_DIR={} cargo {}", target_dir.display(), args.join(" "));
+    let out = Command::new(env!("CARGO"))
+        .args(args)
+        .env("RUSTFLAGS", STATIC_RUSTFLAGS)
+        // It would take precedence over RUSTFLAGS.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(format!("{}: {}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+    }
+    Ok(target_dir.join(STATIC_TARGET).join("release/kvol-flex"))
+}
 
 /// Why the test cannot run here, or `None`. Prints a SKIP line when it cannot.
 pub fn skip_unless(test: &str, tools: &[&str]) -> bool {
@@ -68,7 +113,12 @@ impl Node {
 
     /// Installs kvol-flex as `vendor~driver/driver` with its own install subcommand.
     pub fn install_kvol_flex(&self, vendor: &str, driver: &str) -> Driver {
-        let out = Command::new(KVOL_FLEX)
+        self.install_kvol_flex_binary(&kvol_flex(), vendor, driver)
+    }
+
+    /// Installs another build of kvol-flex (the static one) the same way.
+    pub fn install_kvol_flex_binary(&self, exe: &Path, vendor: &str, driver: &str) -> Driver {
+        let out = Command::new(exe)
             .args(["install", "--vendor", vendor, "--driver", driver, "--dir"])
             .arg(&self.plugin_dir)
             .output()
