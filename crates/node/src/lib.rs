@@ -35,8 +35,8 @@ pub mod volume_stats;
 pub use agent::{run_agent, run_agent_hooked, run_agent_with, AgentHooks};
 pub use config::{AgentConfig, DEFAULT_ROOT_DIR, DEFAULT_VOLUME_PLUGIN_DIR};
 pub use container_mounts::{
-    container_devices, container_mounts, devices_to_docker, to_docker, to_oci, volume_path, ContainerDevice, ContainerMount,
-    Propagation,
+    container_devices, container_mounts, devices_to_docker, to_docker, to_oci, volume_path, ContainerDevice,
+    ContainerMount, Propagation,
 };
 pub use error::{Error, Result};
 pub use status::VOLUMES_READY;
