@@ -374,6 +374,8 @@ fn the_seeds_nginx_nfs_pod_gets_failed_mount_with_the_seed_drivers_message_and_n
 /// `kvol csi-registrar` registering it with the server's agent. Both processes are killed on drop,
 /// before the server (declared last) unmounts the pool and detaches its loop device.
 struct CsiDriver {
+    /// `btrfs` (a pool on a loop-mounted btrfs image) or `loop` (a plain directory of volume files).
+    backend: &'static str,
     driver: Option<Child>,
     registrar: Option<Child>,
     env: Vec<(String, String)>,
@@ -387,9 +389,14 @@ impl CsiDriver {
     /// Starts the full server, the pool, the driver (with `env`) and the registrar, and waits until the
     /// agent has registered the driver (the CSINode lists it).
     fn start(env: &[(&str, &str)]) -> CsiDriver {
+        CsiDriver::start_backend("btrfs", env)
+    }
+
+    fn start_backend(backend: &'static str, env: &[(&str, &str)]) -> CsiDriver {
         let server = Server::start_with(&[]);
         let dir = server.dir().to_path_buf();
         let mut csi = CsiDriver {
+            backend,
             driver: None,
             registrar: None,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -400,10 +407,12 @@ impl CsiDriver {
         };
         std::fs::create_dir_all(&csi.pool).expect("pool dir");
         std::fs::create_dir_all(dir.join("csi")).expect("socket dir");
-        let image = csi.image.to_string_lossy().into_owned();
-        sh("truncate", &["-s", "2G", &image]);
-        sh("mkfs.btrfs", &["-q", &image]);
-        sh("mount", &["-o", "loop", &image, &csi.pool.to_string_lossy()]);
+        if backend == "btrfs" {
+            let image = csi.image.to_string_lossy().into_owned();
+            sh("truncate", &["-s", "2G", &image]);
+            sh("mkfs.btrfs", &["-q", &image]);
+            sh("mount", &["-o", "loop", &image, &csi.pool.to_string_lossy()]);
+        }
         csi.start_driver();
         let registry = csi.server.root_dir().join("plugins_registry");
         std::fs::create_dir_all(&registry).expect("plugins_registry");
@@ -439,7 +448,7 @@ impl CsiDriver {
         let mut cmd = Command::new(built("kvol-csi"));
         cmd.arg("--endpoint")
             .arg(format!("unix://{}", self.socket.display()))
-            .args(["--nodeid", NODE, "--backend", "btrfs", "--pool"])
+            .args(["--nodeid", NODE, "--backend", self.backend, "--pool"])
             .arg(&self.pool)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -500,6 +509,9 @@ impl CsiDriver {
         let left: Vec<PathBuf> =
             mount_points_under(self.server.dir()).into_iter().filter(|p| *p != self.pool).collect();
         assert!(left.is_empty(), "mounts left besides the pool: {left:?}");
+        if self.backend != "btrfs" {
+            return;
+        }
         sh("umount", &[&self.pool.to_string_lossy()]);
         wait_for("the pool's loop device to go (autoclear)", |seen| {
             let devices = loop_devices_of(&self.image);
@@ -843,4 +855,156 @@ fn a_csi_detach_removes_the_attachment_finalizer_without_a_conflict_and_a_retry(
         .map(str::to_owned)
         .collect();
     assert!(retries.is_empty(), "the detach failed and was retried:\n{}", retries.join("\n"));
+}
+
+// ---------------------------------------------------------------- 3b. CSI loop, raw block
+
+const BLOCK_CLASS_AND_CLAIM: &str = "\
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: kvol-loop}
+provisioner: csi.kvol.io
+allowVolumeExpansion: true
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: c1, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  volumeMode: Block
+  storageClassName: kvol-loop
+  resources: {requests: {storage: 64Mi}}
+";
+
+fn block_pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  nodeName: {NODE}
+  containers: [{{name: c, image: busybox, volumeDevices: [{{name: data, devicePath: /dev/xvda}}]}}]
+  volumes:
+  - name: data
+    persistentVolumeClaim: {{claimName: c1}}
+"
+    )
+}
+
+/// The pod's device link of a CSI block volume (kubelet's `volumeDevices` layout).
+fn device_link(root: &Path, pod_uid: &str, pv: &str) -> PathBuf {
+    root.join(format!("pods/{pod_uid}/volumeDevices/kubernetes.io~csi/{pv}"))
+}
+
+/// The size of the block device behind `path`.
+fn device_size(path: &Path) -> u64 {
+    use std::io::Seek;
+    let mut device = std::fs::File::open(path).expect("opening the block device");
+    device.seek(std::io::SeekFrom::End(0)).expect("seeking to the device's end")
+}
+
+fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let device = std::fs::OpenOptions::new().write(true).open(path)?;
+    device.write_all_at(bytes, offset)?;
+    device.sync_all()
+}
+
+fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let device = std::fs::File::open(path).expect("opening the block device");
+    let mut buf = vec![0; len];
+    device.read_exact_at(&mut buf, offset).expect("reading the block device");
+    buf
+}
+
+#[test]
+fn csi_loop_raw_block_provisions_maps_a_device_into_the_pod_expands_and_deletes() {
+    require!(tools: ["losetup", "truncate", "sha256sum"], binaries: ["kvol-csi"], "CSI loop raw block flow");
+    let mut csi = CsiDriver::start_backend("loop", &[]);
+    let server = &csi.server;
+    let root = server.root_dir();
+
+    // 1. A Block claim: CreateVolume makes a volume file, the PV is Block and Bound.
+    apply(server, "claim", BLOCK_CLASS_AND_CLAIM);
+    let volume = wait_bound(server);
+    assert_eq!(get(server, "pv", &volume.pv, "{.spec.volumeMode}").as_deref(), Some("Block"));
+
+    // 2. A pod with volumeDevices: attached, staged, published; its device link is a 64 MiB block device,
+    // and `kvol mounts` hands it to a container runtime as a device.
+    apply(server, "p1", &block_pod("p1"));
+    let uid = wait_pod_running(server, "p1");
+    let attachments = kubectl(server, &["get", "volumeattachments", "-o", "jsonpath={.items[*].status.attached}"]);
+    assert_eq!(attachments, "true");
+    let link = device_link(&root, &uid, &volume.pv);
+    let target = std::fs::canonicalize(&link).expect("the device link resolves");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata(&target).expect("target").file_type().is_block_device(),
+        "{} → {}",
+        link.display(),
+        target.display()
+    );
+    assert_eq!(device_size(&link), 64 * MIB as u64);
+    let kubeconfig = server.kubeconfig();
+    let out = Command::new(env!("CARGO_BIN_EXE_kvol"))
+        .args(["mounts", "p1", "--format", "docker", "--root-dir"])
+        .arg(&root)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .output()
+        .expect("kvol mounts");
+    let flags = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "kvol mounts: {flags} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(flags.trim(), format!("--device {}:/dev/xvda:mrw", link.display()));
+
+    // 3. Data written through the device; nothing can be written past its end.
+    write_at(&link, 1 << 20, b"block data from p1").expect("writing through the pod's device");
+    let past_end = write_at(&link, 64 * MIB as u64, b"x");
+    assert!(past_end.is_err(), "a write past the 64 MiB device's end fails: {past_end:?}");
+
+    // 4. Pod deleted: unpublished, unstaged, detached; the link and the device go.
+    delete_pod(server, "p1");
+    wait_for("the block volume unmapped and detached", |seen| {
+        let attachments = kubectl(server, &["get", "volumeattachments", "-o", "name"]);
+        let (attached, in_use) = node_volumes(server);
+        *seen = format!(
+            "link {}, VolumeAttachments [{}], volumesAttached {attached:?}, volumesInUse {in_use:?}",
+            link.exists(),
+            attachments.trim()
+        );
+        (!link.exists() && attachments.trim().is_empty() && attached.is_empty() && in_use.is_empty()).then_some(())
+    });
+    assert!(mount_points_under(&root).is_empty(), "mounts left: {:?}", mount_points_under(&root));
+
+    // 5. Expansion: the claim grows to 128Mi and so does the device the next pod gets, data intact.
+    kubectl(server, &["patch", "pvc", "c1", "-p", r#"{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}"#]);
+    wait_for("the claim and the PV to have 128Mi", |seen| {
+        let claim = get(server, "pvc", "c1", "{.status.capacity.storage}").unwrap_or_default();
+        let pv = get(server, "pv", &volume.pv, "{.spec.capacity.storage}").unwrap_or_default();
+        *seen = format!("claim {claim}, PV {pv}");
+        (claim == "128Mi" && pv == "128Mi").then_some(())
+    });
+    apply(server, "p2", &block_pod("p2"));
+    let uid2 = wait_pod_running(server, "p2");
+    let link2 = device_link(&root, &uid2, &volume.pv);
+    assert_eq!(device_size(&link2), 128 * MIB as u64);
+    assert_eq!(read_at(&link2, 1 << 20, 18), b"block data from p1");
+
+    // 6. Pod and claim deleted: the PV and the volume file are gone, nothing is left attached.
+    delete_pod(server, "p2");
+    wait_for("p2's device unmapped", |_| (!link2.exists()).then_some(()));
+    kubectl(server, &["delete", "pvc", "c1", "--wait=false"]);
+    let pool = csi.pool.clone();
+    wait_for("the PV and the volume file to be deleted", |seen| {
+        let pv = get(server, "pv", &volume.pv, "{.status.phase}");
+        let files: Vec<String> = std::fs::read_dir(&pool)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        *seen = format!("PV {pv:?}, pool {files:?}");
+        (pv.is_none() && !files.iter().any(|f| f.contains(&volume.handle))).then_some(())
+    });
+    let loops = sh("losetup", &["-a"]);
+    assert!(!loops.contains(&*pool.to_string_lossy()), "loop devices left for the pool: {loops}");
+    csi.shut_down_and_check_clean();
 }
