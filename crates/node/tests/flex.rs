@@ -308,3 +308,103 @@ impl Drop for LoopCleanup {
         detach_all_under(&self.0);
     }
 }
+
+/// Seed 000's variant of the nfs driver, which records its arguments instead of mounting (its record file
+/// moved from the shared `/tmp/aaa` into the test's directory): the pod gets its volume, and the record
+/// shows the pod's volume directory and the options kubelet passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_000_recording_driver_mounts_nginx_nfs_and_records_kubelets_arguments() -> Result<()> {
+    require_root!();
+    if Command::new("jq").arg("--version").output().is_err() {
+        eprintln!("SKIP: the seed driver needs jq");
+        return Ok(());
+    }
+    let cluster = Cluster::start().await?;
+    let record = cluster.work("rec").join("aaa");
+    let seed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers/flex/tests/fixtures/seed-000-args"),
+    )?;
+    ensure!(seed.contains(" >> /tmp/aaa\n"), "the seed records into /tmp/aaa");
+    write_script(
+        &plugins(&cluster).join("k8s~nfs/nfs"),
+        &seed.replace(" >> /tmp/aaa\n", &format!(" >> {}\n", record.display())),
+    )?;
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, false),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    let pod = cluster.seed("000-01-pod-nginx-nfs.yaml")?.remove(0);
+    cluster.apply(&on_node(pod))?;
+    let ready = cluster.wait_ready("nginx-nfs", T).await?;
+    let uid = ready.metadata.uid.unwrap();
+    let volume_dir = cluster.root().join(format!("pods/{uid}/volumes/k8s~nfs/test"));
+    ensure!(volume_dir.is_dir(), "the driver made {}", volume_dir.display());
+    let recorded = std::fs::read_to_string(&record)?;
+    ensure!(recorded == format!("{}, 172.16.0.25, dws_nas_scratch\n", volume_dir.display()), "recorded: {recorded:?}");
+    delete_pod(&cluster, "nginx-nfs").await?;
+    eventually("the pod's directory removed", T, || !cluster.root().join(format!("pods/{uid}")).exists()).await?;
+    agent.stop().await
+}
+
+/// Seed 003's FlexVolume PersistentVolume, bound to a claim a pod uses: the driver is called for the PV
+/// (its name as `kubernetes.io/pvOrVolumeName`, the PV's options) at the pod's directory named after the
+/// PV, and fails cleanly here (no kernel NFS client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_flexvolume_pv_is_mounted_through_its_claim_with_the_pvs_options() -> Result<()> {
+    require_root!();
+    if Command::new("jq").arg("--version").output().is_err() {
+        eprintln!("SKIP: the seed driver needs jq");
+        return Ok(());
+    }
+    let cluster = Cluster::start().await?;
+    let record = cluster.work("rec").join("calls");
+    let wrapper = format!(
+        "#!/bin/bash\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
+        record.display(),
+        seed_nfs_driver().display()
+    );
+    write_script(&plugins(&cluster).join("k8s~nfs/nfs"), &wrapper)?;
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, false),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    let pv = cluster.seed("003-01-persistentvolume-pv-flex-nfs.yaml")?.remove(0);
+    cluster.apply(&pv)?;
+    cluster.apply(&json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": { "name": "flex-claim", "namespace": "default" },
+        "spec": { "accessModes": ["ReadWriteMany"], "storageClassName": "", "resources": { "requests": { "storage": "1Gi" } } }
+    }))?;
+    cluster.bind("pv-flex-nfs", "flex-claim").await?;
+    cluster.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "uses-flex-pv", "namespace": "default" },
+        "spec": {
+            "nodeName": NODE,
+            "containers": [{ "name": "c", "image": "busybox", "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }],
+            "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": "flex-claim" } }],
+        }
+    }))?;
+    let message = cluster.wait_event("uses-flex-pv", "FailedMount", "Failed to mount 192.168.0.170:export", T).await?;
+    ensure!(message.starts_with("MountVolume.SetUp failed for volume \"data\" : "), "{message}");
+    let uid = cluster.pod("uses-flex-pv").await?.unwrap().metadata.uid.unwrap();
+    let calls = std::fs::read_to_string(&record)?;
+    let mount = calls.lines().find(|l| l.starts_with("mount ")).context("a mount call")?;
+    let (dir, options) = mount["mount ".len()..].split_once(' ').context("mount <dir> <json>")?;
+    ensure!(Path::new(dir) == cluster.root().join(format!("pods/{uid}/volumes/k8s~nfs/pv-flex-nfs")), "{dir}");
+    let options: Value = serde_json::from_str(options)?;
+    for (key, want) in [
+        ("kubernetes.io/pvOrVolumeName", "pv-flex-nfs"),
+        ("kubernetes.io/fsType", "nfs"),
+        ("kubernetes.io/readwrite", "rw"),
+        ("server", "192.168.0.170"),
+        ("share", "export"),
+    ] {
+        ensure!(options[key] == want, "option {key}: {} in {options}", options[key]);
+    }
+    ensure!(mounts_under(&cluster.root()).is_empty());
+    delete_pod(&cluster, "uses-flex-pv").await?;
+    agent.stop().await
+}
