@@ -62,6 +62,12 @@ pub trait VolumePlugin: Send + Sync {
         false
     }
 
+    /// Whether the agent reports the statfs usage of the volume's pod path as its stats (kubelet's
+    /// `MetricsStatFS`; a FlexVolume driver's `supportsMetrics`).
+    fn supports_statfs_metrics(&self) -> bool {
+        false
+    }
+
     /// The usage-limit capability, for plugins whose volumes have a size limit the agent must watch.
     fn as_limited(&self) -> Option<&dyn LimitedVolume> {
         None

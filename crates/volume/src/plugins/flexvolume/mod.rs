@@ -312,6 +312,10 @@ impl VolumePlugin for FlexVolumePlugin {
         self.driver.name()
     }
 
+    fn supports_statfs_metrics(&self) -> bool {
+        self.capabilities.supports_metrics
+    }
+
     /// An inline `flexVolume` or a PV's `spec.flexVolume` whose `driver` is this driver.
     fn can_support(&self, spec: &VolumeSpec) -> bool {
         FlexSource::of(spec).is_some_and(|s| s.driver == self.driver_name())
