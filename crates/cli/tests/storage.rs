@@ -1008,3 +1008,80 @@ fn csi_loop_raw_block_provisions_maps_a_device_into_the_pod_expands_and_deletes(
     assert!(!loops.contains(&*pool.to_string_lossy()), "loop devices left for the pool: {loops}");
     csi.shut_down_and_check_clean();
 }
+
+// ---------------------------------------------------------------- 1c. FlexVolume expansion
+
+/// A FlexVolume PV grown through its claim: the expand controller runs the driver's `expandvolume`
+/// (kvol-flex grows the volume file and refreshes the loop device), marks the claim
+/// `FileSystemResizePending` (the driver needs a node step), and the agent grows the mounted xfs online
+/// (`expandfs` is "Not supported" by kvol-flex, so kubelet's generic resize runs).
+#[test]
+fn a_flexvolume_pv_is_expanded_by_the_controller_and_its_file_system_grown_on_the_node() {
+    require!(tools: ["losetup", "mkfs.xfs", "xfs_growfs", "blkid"], binaries: ["kvol-flex"], "flexvolume expansion");
+    let server = Server::start_with(&[]);
+    install_loop_driver(&server);
+    let pool = server.dir().join("pool");
+    let objects = format!(
+        "apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: flex-loop}}
+provisioner: kubernetes.io/no-provisioner
+allowVolumeExpansion: true
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: flex-pv}}
+spec:
+  capacity: {{storage: 300Mi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: flex-loop
+  flexVolume:
+    driver: kvol/loop
+    fsType: xfs
+    options: {{volumeID: grow1, size: 300Mi, pool: {}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: c1, namespace: default}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: flex-loop
+  resources: {{requests: {{storage: 300Mi}}}}
+",
+        pool.display()
+    );
+    apply(&server, "flex-pv", &objects);
+    wait_for("claim c1 to be Bound", |seen| {
+        *seen = get(&server, "pvc", "c1", "{.status.phase}").unwrap_or_default();
+        (seen == "Bound").then_some(())
+    });
+    apply(&server, "p1", &claim_pod("p1"));
+    let uid = wait_pod_running(&server, "p1");
+    let volume = server.root_dir().join(format!("pods/{uid}/volumes/kvol~loop/flex-pv"));
+    let size_of = |path: &Path| nix::sys::statvfs::statvfs(path).map(|s| s.blocks() * s.fragment_size()).unwrap_or(0);
+    let before = size_of(&volume);
+    assert!(before > 0 && before < 300 * MIB as u64, "a 300 MiB xfs: {before}");
+
+    kubectl(&server, &["patch", "pvc", "c1", "-p", r#"{"spec":{"resources":{"requests":{"storage":"600Mi"}}}}"#]);
+    wait_for("the claim to reach 600Mi", |seen| {
+        let claim = get(&server, "pvc", "c1", "{.status.capacity.storage}").unwrap_or_default();
+        let pv = get(&server, "pv", "flex-pv", "{.spec.capacity.storage}").unwrap_or_default();
+        *seen = format!("claim {claim}, PV {pv}");
+        (claim == "600Mi").then_some(())
+    });
+    let after = size_of(&volume);
+    assert!(after > 2 * before - 32 * MIB as u64, "the mounted xfs grew online: {before} → {after}");
+    let image = std::fs::metadata(pool.join("grow1.img")).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(image, 600 * MIB as u64, "the volume file grew");
+    let describe_pvc = kubectl(&server, &["describe", "pvc", "c1"]);
+    assert!(describe_pvc.contains("VolumeResizeSuccessful"), "{describe_pvc}");
+    let describe_pod = kubectl(&server, &["describe", "pod", "p1"]);
+    assert!(describe_pod.contains("FileSystemResizeSuccessful"), "{describe_pod}");
+    delete_pod(&server, "p1");
+    wait_for("everything unmounted and detached", |seen| {
+        let left = mount_points_under(&server.root_dir());
+        let loops = loop_devices_of(&pool.join("grow1.img"));
+        *seen = format!("mounts {left:?}, loops {loops:?}");
+        (left.is_empty() && loops.is_empty()).then_some(())
+    });
+}

@@ -16,6 +16,7 @@ pub mod cache;
 mod ctx;
 pub mod error;
 pub mod events;
+pub mod expand;
 pub mod index;
 pub mod local_path;
 pub mod matching;

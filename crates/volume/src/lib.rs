@@ -19,8 +19,8 @@ pub mod spec;
 pub use error::{Error, ErrorClass, Result};
 pub use host::VolumeHost;
 pub use plugin::{
-    AttachablePlugin, DeviceMountRef, DeviceVolumePlugin, LimitedVolume, Mounter, MounterArgs, NodeExpandablePlugin,
-    PodRef, Unmounter, VolumePlugin,
+    AttachablePlugin, DeviceMountRef, DeviceVolumePlugin, ExpandablePlugin, LimitedVolume, Mounter, MounterArgs,
+    NodeExpandablePlugin, PodRef, Unmounter, VolumePlugin,
 };
 pub use plugins::{all_plugins, names};
 pub use registry::{PluginRegistry, PluginSource};

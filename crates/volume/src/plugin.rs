@@ -85,6 +85,12 @@ pub trait VolumePlugin: Send + Sync {
         None
     }
 
+    /// The controller's half of expansion, for in-tree style plugins the controller grows volumes of
+    /// (FlexVolume's `expandvolume`). CSI volumes are grown by the resizer role instead.
+    fn as_expandable(&self) -> Option<&dyn ExpandablePlugin> {
+        None
+    }
+
     /// The controller's attach/detach, for plugins whose drivers attach volumes to nodes themselves
     /// (flexVolume: the driver's `attach`/`detach`). CSI attaches through VolumeAttachment objects instead.
     fn as_attachable(&self) -> Option<&dyn AttachablePlugin> {
@@ -163,6 +169,16 @@ pub trait NodeExpandablePlugin: Send + Sync {
         old_size: i64,
         host: &dyn VolumeHost,
     ) -> Result<()>;
+}
+
+/// The controller's half of expansion (Kubernetes' `ExpandableVolumePlugin`, run by the expand controller).
+pub trait ExpandablePlugin: Send + Sync {
+    /// Grows the volume of `spec` (a PV) from `old_size` to `new_size` bytes; returns the size it now has.
+    /// `root` is where the plugin's per-node paths would be (FlexVolume passes its device mount path).
+    fn expand_volume(&self, spec: &VolumeSpec, new_size: i64, old_size: i64, root: &Path) -> Result<i64>;
+
+    /// Whether the file system must then be grown on the node (`FileSystemResizePending`).
+    fn requires_fs_resize(&self) -> bool;
 }
 
 /// The controller's half of attach (kubelet's `Attacher`/`Detacher` as the attach/detach controller runs

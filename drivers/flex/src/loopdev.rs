@@ -176,6 +176,18 @@ pub fn call(args: &[String]) -> Result<Reply> {
             let [volume_name, _node] = expect_args(args, "detach <volume name> <node name>")?;
             detach(volume_name)
         }
+        Some("expandvolume") => {
+            let [json, _device_mount_path, new_size, _old_size] =
+                expect_args(args, "expandvolume <json options> <device mount path> <new size> <old size>")?;
+            let bytes = new_size
+                .parse::<u64>()
+                .ok()
+                .filter(|&b| b > 0)
+                .ok_or_else(|| invalid("new size", new_size, "must be a positive number of bytes"))?;
+            expand_volume(&LoopOptions::parse(json)?, bytes)
+        }
+        // expandfs: "Not supported", so kubelet (and kvol) grow the file system the generic way
+        // (xfs_growfs online; resize2fs), which is all a loop device needs.
         _ => Ok(Reply::NotSupported),
     }
 }
@@ -217,6 +229,28 @@ fn attach(opts: &LoopOptions) -> Result<Reply> {
         record_volume(name, &image)?;
     }
     Ok(Reply::Done(DriverStatus { device: device.to_string_lossy().into_owned(), ..DriverStatus::success() }))
+}
+
+/// `expandvolume`: grows the volume file to `bytes` (never shrinks it) and tells every loop device on it
+/// to pick the new size up (`losetup -c`), so a mounted file system can then be grown online.
+fn expand_volume(opts: &LoopOptions, bytes: u64) -> Result<Reply> {
+    let image = opts.image();
+    let _lock = lock(&image)?;
+    let file = File::options().write(true).open(&image).map_err(|source| Error::Io {
+        step: "open volume file",
+        path: image.clone(),
+        source,
+    })?;
+    let current =
+        file.metadata().map_err(|source| Error::Io { step: "stat volume file", path: image.clone(), source })?;
+    if current.len() < bytes {
+        file.set_len(bytes).map_err(|source| Error::Io { step: "grow volume file", path: image.clone(), source })?;
+        file.sync_all().map_err(|source| Error::Io { step: "sync volume file", path: image.clone(), source })?;
+    }
+    for device in loops_backing(&canonical(&image))? {
+        run_tool("losetup", &["-c", &device.to_string_lossy()])?;
+    }
+    Ok(Reply::Done(DriverStatus::success()))
 }
 
 fn wait_for_attach(device: &str, opts: &LoopOptions) -> Result<Reply> {

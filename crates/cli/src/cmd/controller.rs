@@ -50,7 +50,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 stopped(stop_rx.clone()).await;
                 return Ok(());
             }
-            super::inprocess::attach_detach(client, args.flex_volume_plugin_dir, stopped(stop_rx.clone())).await
+            let node_root = PathBuf::from("/var/lib/kubelet");
+            super::inprocess::attach_detach(client, args.flex_volume_plugin_dir, node_root, stopped(stop_rx.clone()))
+                .await
         };
         tokio::pin!(controllers, attach_detach);
         // Either part failing stops the command; a signal stops both, then waits for them.

@@ -17,11 +17,13 @@ use kvol_volume::plugins::flexvolume::{FlexConfig, FlexVolumeProber};
 use kvol_volume::PluginRegistry;
 use tokio::sync::mpsc;
 
-/// Runs the attach/detach controller until `shutdown`, attaching FlexVolumes through the drivers in
-/// `flex_dir` (kube-controller-manager's `--flex-volume-plugin-dir`), probed as they come and go.
+/// Runs the attach/detach controller and the expand controller until `shutdown`, attaching and growing
+/// FlexVolumes through the drivers in `flex_dir` (kube-controller-manager's `--flex-volume-plugin-dir`),
+/// probed as they come and go. `node_root` is the node agent's root directory (the drivers' per-node paths).
 pub async fn attach_detach(
     client: Client,
     flex_dir: PathBuf,
+    node_root: PathBuf,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut registry = PluginRegistry::new();
@@ -30,8 +32,15 @@ pub async fn attach_detach(
         .with_context(|| format!("FlexVolume plugin directory {}", flex_dir.display()))?;
     registry.add_source(prober.clone());
     let probing = tokio::spawn(prober.run(std::future::pending()));
+    let expander = tokio::spawn(kvol_controller::expand::run_volume_expander(
+        client.clone(),
+        registry.clone(),
+        node_root,
+        std::future::pending(),
+    ));
     let result = run_attach_detach(client, registry, AttachDetachConfig::default(), shutdown).await;
     probing.abort();
+    expander.abort();
     result.context("attach/detach controller")
 }
 

@@ -52,6 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let agent_config = super::agent::agent_config(&args.data_dir, &args.node);
     let node_name = agent_config.node_name.clone();
     let flex_dir = args.node.volume_plugin_dir.clone();
+    let node_root = agent_config.root_dir.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await.context("kvol server")?;
@@ -74,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if !args.no_controllers {
             let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
             parts.spawn(async move {
-                ("attach/detach controller", super::inprocess::attach_detach(client, flex_dir, stop).await)
+                ("attach/detach controller", super::inprocess::attach_detach(client, flex_dir, node_root, stop).await)
             });
         }
         if !args.no_agent {

@@ -11,7 +11,7 @@ use super::errors::driver_error;
 use super::FlexVolumePlugin;
 use crate::error::{Error, Result};
 use crate::host::VolumeHost;
-use crate::plugin::NodeExpandablePlugin;
+use crate::plugin::{ExpandablePlugin, NodeExpandablePlugin};
 use crate::spec::VolumeSpec;
 
 impl FlexVolumePlugin {
@@ -93,5 +93,28 @@ impl NodeExpandablePlugin for FlexVolumePlugin {
             Err(e) if e.is_not_supported() => self.generic_resize(spec.name(), &mount.fs_type, &device, mount_path),
             Err(e) => Err(driver_error(self.driver_name(), e)),
         }
+    }
+}
+
+impl ExpandablePlugin for FlexVolumePlugin {
+    /// `expandvolume <json> <device mount path> <new bytes> <old bytes>` (`ExpandVolumeDevice`); "Not
+    /// supported" is kubelet's default, which takes the new size as done.
+    fn expand_volume(&self, spec: &VolumeSpec, new_size: i64, old_size: i64, root: &Path) -> Result<i64> {
+        let source = self.source(spec)?;
+        let device_mount_path = kvol_flex::discovery::device_mount_path(root, self.driver_name(), source.name);
+        let call =
+            DriverCall::expand_volume(&source.flex_spec(), &device_mount_path.to_string_lossy(), new_size, old_size);
+        match self.run(call) {
+            Ok(_) => Ok(new_size),
+            Err(e) if e.is_not_supported() => {
+                tracing::info!(driver = %self.driver_name(), "FlexVolume: using the default ExpandVolumeDevice (expandvolume not supported)");
+                Ok(new_size)
+            }
+            Err(e) => Err(driver_error(self.driver_name(), e)),
+        }
+    }
+
+    fn requires_fs_resize(&self) -> bool {
+        self.capabilities.requires_fs_resize
     }
 }

@@ -316,6 +316,10 @@ impl VolumePlugin for FlexVolumePlugin {
         self.capabilities.supports_metrics
     }
 
+    fn as_expandable(&self) -> Option<&dyn crate::plugin::ExpandablePlugin> {
+        Some(self)
+    }
+
     /// An inline `flexVolume` or a PV's `spec.flexVolume` whose `driver` is this driver.
     fn can_support(&self, spec: &VolumeSpec) -> bool {
         FlexSource::of(spec).is_some_and(|s| s.driver == self.driver_name())
