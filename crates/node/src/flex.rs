@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use kvol_flex::ProbeOp;
@@ -64,31 +63,14 @@ async fn report_writer(client: Client, node: String, mut rx: mpsc::UnboundedRece
         } else {
             tracing::info!(driver = %report.driver, "{message}");
         }
-        let ts = Time(jiff::Timestamp::now());
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{node}.{:x}", jiff::Timestamp::now().as_nanosecond())),
-                namespace: Some("default".into()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Node".into()),
-                name: Some(node.clone()),
-                uid: Some(node.clone()),
-                ..Default::default()
-            },
-            reason: Some(reason.into()),
-            message: Some(message),
-            type_: Some(type_.into()),
-            source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.clone()) }),
-            reporting_component: Some("kubelet".into()),
-            reporting_instance: Some(node.clone()),
-            first_timestamp: Some(ts.clone()),
-            last_timestamp: Some(ts),
-            count: Some(1),
+        let object = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.clone()),
+            uid: Some(node.clone()),
             ..Default::default()
         };
+        let event = crate::status::kubelet_event(&node, "default", object, type_, reason, message);
         if let Err(e) = events.create(&PostParams::default(), &event).await {
             tracing::warn!(reason, "writing a node event failed: {e}");
         }

@@ -30,37 +30,50 @@ fn now() -> Time {
     Time(jiff::Timestamp::now())
 }
 
+/// An event kubelet would write about `object` (in `namespace`), from node `node`.
+pub fn kubelet_event(
+    node: &str,
+    namespace: &str,
+    object: ObjectReference,
+    type_: &str,
+    reason: &str,
+    message: String,
+) -> Event {
+    let ts = now();
+    let suffix = format!("{:x}", jiff::Timestamp::now().as_nanosecond());
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{suffix}", object.name.as_deref().unwrap_or(node))),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        },
+        involved_object: object,
+        reason: Some(reason.into()),
+        message: Some(message),
+        type_: Some(type_.into()),
+        source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.to_string()) }),
+        reporting_component: Some("kubelet".into()),
+        reporting_instance: Some(node.to_string()),
+        first_timestamp: Some(ts.clone()),
+        last_timestamp: Some(ts),
+        count: Some(1),
+        ..Default::default()
+    }
+}
+
 /// Writes events as they come.
 pub async fn event_writer(client: Client, node: String, mut rx: mpsc::UnboundedReceiver<PodEvent>) {
     while let Some(e) = rx.recv().await {
         let events: Api<Event> = Api::namespaced(client.clone(), &e.pod.namespace);
-        let ts = now();
-        let suffix = format!("{:x}", jiff::Timestamp::now().as_nanosecond());
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{}.{suffix}", e.pod.name)),
-                namespace: Some(e.pod.namespace.clone()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(e.pod.name.clone()),
-                namespace: Some(e.pod.namespace.clone()),
-                uid: Some(e.pod.uid.clone()),
-                ..Default::default()
-            },
-            reason: Some(e.reason.into()),
-            message: Some(e.message.clone()),
-            type_: Some(e.type_.into()),
-            source: Some(EventSource { component: Some("kubelet".into()), host: Some(node.clone()) }),
-            reporting_component: Some("kubelet".into()),
-            reporting_instance: Some(node.clone()),
-            first_timestamp: Some(ts.clone()),
-            last_timestamp: Some(ts),
-            count: Some(1),
+        let object = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(e.pod.name.clone()),
+            namespace: Some(e.pod.namespace.clone()),
+            uid: Some(e.pod.uid.clone()),
             ..Default::default()
         };
+        let event = kubelet_event(&node, &e.pod.namespace, object, e.type_, e.reason, e.message.clone());
         if let Err(err) = events.create(&PostParams::default(), &event).await {
             tracing::warn!(pod = %e.pod.name, reason = e.reason, "writing an event failed: {err}");
         }

@@ -3,36 +3,13 @@
 //! with a thousand pods. Same-file-system bind mounts are seen too (the device comparison misses them).
 //! Where the kernel does not report the attribute, the mount table is read instead.
 //!
-//! These belong in kvol-mount next to `is_mount_point`; they live here until that crate's owner takes
-//! them.
+//! The statx call itself is kvol-mount's ([`kvol_mount::statx_mount_root`]).
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use kvol_mount::statx_mount_root;
 
-/// Whether `path` (not followed if a symlink) is the root of a mount; `None` when the kernel does not
-/// say. A missing path is an error with `NotFound`.
-pub fn statx_mount_root(path: &Path) -> std::io::Result<Option<bool>> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: `c` is a NUL-terminated path that lives across the call; `buf` is a zeroed `statx` the kernel
-    // fills and that nothing else references.
-    #[allow(unsafe_code)] // statx(2) has no safe wrapper in std or nix 0.30; the block is the call alone.
-    let (rc, buf) = unsafe {
-        let mut buf: libc::statx = std::mem::zeroed();
-        let rc = libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, 0, &mut buf);
-        (rc, buf)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
-    if buf.stx_attributes_mask & attr == 0 {
-        return Ok(None);
-    }
-    Ok(Some(buf.stx_attributes & attr != 0))
-}
+use crate::error::{Error, Result};
 
 /// Whether `path` is a mount point, exactly: statx when the kernel tells, the mount table otherwise. The
 /// mounter is asked too (two stats for the real one), so a fake mounter's table is honoured in tests.
@@ -82,13 +59,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proc_is_a_mount_root_and_its_subdirectories_are_not() {
-        if statx_mount_root(Path::new("/proc")).unwrap().is_none() {
-            eprintln!("skipped: kernel does not report STATX_ATTR_MOUNT_ROOT");
-            return;
-        }
-        assert_eq!(statx_mount_root(Path::new("/proc")).unwrap(), Some(true));
-        assert_eq!(statx_mount_root(Path::new("/proc/self/fd")).unwrap(), Some(false));
+    fn nothing_is_mounted_beneath_a_fresh_tree() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         assert_eq!(find_mount_beneath(&kvol_mount::FakeMounter::new(), dir.path()).unwrap(), None);

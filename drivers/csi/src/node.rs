@@ -133,6 +133,18 @@ fn unstage(driver: &Driver, id: &str, staging: &Path) -> Result<()> {
     if driver.store.volume(id)?.is_none() && record.staged.is_none() && !mountinfo::is_mount_point(staging, &table)? {
         return Err(Error::VolumeNotFound { volume_id: id.to_owned() });
     }
+    // Nothing of this volume is at `staging` when it is staged elsewhere, or when what is mounted
+    // there is another volume (csi-sanity's cleanup unstages every volume it made at one path): OK,
+    // and the other mount is left alone.
+    let staged_elsewhere = match &record.staged {
+        Some(s) => s.path != staging && driver.backend.is_staged(id, &s.path, s.block, &table)?,
+        None => false,
+    };
+    let other_mount_here =
+        mountinfo::is_mount_point(staging, &table)? && !driver.backend.is_staged(id, staging, false, &table)?;
+    if staged_elsewhere || other_mount_here {
+        return Ok(());
+    }
     if let Some(target) = record.published.keys().next() {
         return Err(Error::FailedPrecondition(format!(
             "volume {id} is still published at {}; NodeUnpublishVolume first",

@@ -7,6 +7,7 @@
 //! (`e2fsck -f` + `resize2fs`) on the next stage instead, and NodeExpandVolume says so.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use kvol_csi::v1::{volume_usage::Unit, VolumeUsage};
 
@@ -16,6 +17,9 @@ use crate::error::{Error, Result};
 use crate::mounter::{self, MountOptions};
 use crate::mountinfo;
 use crate::store::ContentSource;
+
+/// How long [`LoopFiles::unstage`] waits for a detach the kernel deferred.
+const DETACH_WAIT: Duration = Duration::from_secs(5);
 
 /// The loop-file backend over a pool directory (any file system with sparse files).
 pub struct LoopFiles {
@@ -78,6 +82,13 @@ impl LoopFiles {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(false),
             Err(_) => None,
         }
+    }
+
+    /// True if the loop device was detached and the kernel only waits for its last opener to close it
+    /// (`losetup -d` on a busy device sets autoclear; the driver never attaches with autoclear itself).
+    fn detach_pending(dev: &Path) -> bool {
+        let name = dev.file_name().unwrap_or_default().to_string_lossy();
+        std::fs::read_to_string(format!("/sys/block/{name}/loop/autoclear")).is_ok_and(|v| v.trim() == "1")
     }
 
     fn attach(&self, id: &str) -> Result<PathBuf> {
@@ -230,7 +241,7 @@ impl Backend for LoopFiles {
 
     fn in_use(&self, id: &str) -> Result<Option<String>> {
         let devs = Self::devices_of(&self.volume_path(id))?;
-        Ok(devs.first().map(|d| format!("attached as {}", d.display())))
+        Ok(devs.iter().find(|d| !Self::detach_pending(d)).map(|d| format!("attached as {}", d.display())))
     }
 
     fn expand_volume(&self, id: &str, bytes: u64) -> Result<bool> {
@@ -273,10 +284,14 @@ impl Backend for LoopFiles {
     }
 
     fn stage(&self, id: &str, staging: &Path, block: bool, fs_type: &str, opts: &MountOptions) -> Result<String> {
-        let dev = self.attach(id)?;
         if block {
+            // Nothing is mounted there for block access, but the path is the CO's handle on the staging
+            // (csi-sanity with a custom create command passes one that does not exist yet).
+            ensure_dir(staging)?;
+            self.attach(id)?;
             return Ok(String::new());
         }
+        let dev = self.attach(id)?;
         let result = (|| {
             let found = Self::probe_fs(&dev)?;
             let fs = match (found, fs_type) {
@@ -311,8 +326,17 @@ impl Backend for LoopFiles {
         if mountinfo::is_mount_point(staging, &mountinfo::Table::default())? {
             mounter::unmount(staging)?;
         }
-        for dev in Self::devices_of(&self.volume_path(id))? {
-            run("losetup", ["-d".as_ref(), dev.as_os_str()])?;
+        let file = self.volume_path(id);
+        for dev in Self::devices_of(&file)? {
+            if !Self::detach_pending(&dev) {
+                run("losetup", ["-d".as_ref(), dev.as_os_str()])?;
+            }
+        }
+        // The kernel defers a detach while anyone else has the device open (a probe, a scan): wait a
+        // little for it, so that a DeleteVolume right after this call finds the volume free.
+        let deadline = Instant::now() + DETACH_WAIT;
+        while !Self::devices_of(&file)?.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
     }
