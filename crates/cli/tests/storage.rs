@@ -977,16 +977,22 @@ fn csi_loop_raw_block_provisions_maps_a_device_into_the_pod_expands_and_deletes(
     });
     assert!(mount_points_under(&root).is_empty(), "mounts left: {:?}", mount_points_under(&root));
 
-    // 5. Expansion: the claim grows to 128Mi and so does the device the next pod gets, data intact.
+    // 5. Expansion: the volume grows to 128Mi at once; the claim waits, as in Kubernetes, for a pod to
+    // finish the resize on the node (FileSystemResizePending), then reports 128Mi.
     kubectl(server, &["patch", "pvc", "c1", "-p", r#"{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}"#]);
-    wait_for("the claim and the PV to have 128Mi", |seen| {
-        let claim = get(server, "pvc", "c1", "{.status.capacity.storage}").unwrap_or_default();
+    wait_for("the PV to have 128Mi and the claim to wait for the node", |seen| {
         let pv = get(server, "pv", &volume.pv, "{.spec.capacity.storage}").unwrap_or_default();
-        *seen = format!("claim {claim}, PV {pv}");
-        (claim == "128Mi" && pv == "128Mi").then_some(())
+        let claim =
+            get(server, "pvc", "c1", "{.status.capacity.storage} {.status.conditions[*].type}").unwrap_or_default();
+        *seen = format!("PV {pv}, claim {claim}");
+        (pv == "128Mi" && claim == "64Mi FileSystemResizePending").then_some(())
     });
     apply(server, "p2", &block_pod("p2"));
     let uid2 = wait_pod_running(server, "p2");
+    wait_for("the claim to have 128Mi once the node finished", |seen| {
+        *seen = get(server, "pvc", "c1", "{.status.capacity.storage}").unwrap_or_default();
+        (seen == "128Mi").then_some(())
+    });
     let link2 = device_link(&root, &uid2, &volume.pv);
     assert_eq!(device_size(&link2), 128 * MIB as u64);
     assert_eq!(read_at(&link2, 1 << 20, 18), b"block data from p1");

@@ -262,8 +262,10 @@ impl Ctx {
         Ok(written)
     }
 
-    /// Set a claim's phase and, from the volume, its capacity and access modes; without a volume both are
-    /// cleared (`updateClaimStatus`). No write when nothing changes.
+    /// Set a claim's phase and, from the volume, its access modes and, when the claim becomes bound, its
+    /// capacity; without a volume both are cleared (`updateClaimStatus`). A bound claim's capacity is not
+    /// overwritten from the volume: during an expansion the volume is bigger than the file system the claim
+    /// reports until the node has grown it. No write when nothing changes.
     pub async fn update_claim_status(
         &self,
         claim: &Arc<PersistentVolumeClaim>,
@@ -275,7 +277,9 @@ impl Ctx {
         match volume.and_then(|v| v.spec.as_ref()) {
             Some(spec) => {
                 status.access_modes = spec.access_modes.clone();
-                status.capacity = spec.capacity.clone();
+                if old.phase.as_deref() != Some(phase) || old.capacity.is_none() {
+                    status.capacity = spec.capacity.clone();
+                }
             }
             None => {
                 status.access_modes = None;
