@@ -69,6 +69,19 @@ fn loop_devices_of(file: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The seed's nfs driver at `k8s~nfs/nfs` behind a recording wrapper: one line per call with its argv
+/// goes to the returned file, then the seed driver itself runs.
+fn install_recording_seed_driver(cluster: &Cluster) -> Result<PathBuf> {
+    let record = cluster.work("rec").join("calls");
+    let wrapper = format!(
+        "#!/bin/bash\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
+        record.display(),
+        seed_nfs_driver().display()
+    );
+    write_script(&plugins(cluster).join("k8s~nfs/nfs"), &wrapper)?;
+    Ok(record)
+}
+
 /// Deletes a pod and waits until the agent has torn it down and deleted it.
 async fn delete_pod(cluster: &Cluster, name: &str) -> Result<()> {
     cluster.kubectl(&["delete", "pod", name, "--wait=false"], None)?;
@@ -83,14 +96,7 @@ async fn the_seeds_nfs_driver_serves_nginx_nfs_with_kubelets_argv_and_fails_clea
         return Ok(());
     }
     let cluster = Cluster::start().await?;
-    // A recording wrapper at k8s~nfs/nfs: one line per call with its argv, then the seed driver itself.
-    let record = cluster.work("rec").join("calls");
-    let wrapper = format!(
-        "#!/bin/bash\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
-        record.display(),
-        seed_nfs_driver().display()
-    );
-    write_script(&plugins(&cluster).join("k8s~nfs/nfs"), &wrapper)?;
+    let record = install_recording_seed_driver(&cluster)?;
     let agent = Agent::start_with(
         cluster.client.clone(),
         flex_config(&cluster, false),
@@ -365,13 +371,7 @@ async fn the_seeds_flexvolume_pv_is_mounted_through_its_claim_with_the_pvs_optio
         return Ok(());
     }
     let cluster = Cluster::start().await?;
-    let record = cluster.work("rec").join("calls");
-    let wrapper = format!(
-        "#!/bin/bash\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
-        record.display(),
-        seed_nfs_driver().display()
-    );
-    write_script(&plugins(&cluster).join("k8s~nfs/nfs"), &wrapper)?;
+    let record = install_recording_seed_driver(&cluster)?;
     let agent = Agent::start_with(
         cluster.client.clone(),
         flex_config(&cluster, false),
