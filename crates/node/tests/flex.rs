@@ -209,7 +209,10 @@ async fn a_kvol_flex_loop_volume_keeps_its_data_across_pods_and_is_detached_afte
     let volume = cluster.root().join(format!("pods/{uid}/volumes/kvol~loop/data"));
     ensure!(std::fs::read_to_string(volume.join("hello"))? == "kept", "data survived detach and attach");
     delete_pod(&cluster, "loop-2").await?;
-    eventually("all gone", T, || mounts_under(&cluster.root()).is_empty()).await?;
+    eventually("all unmounted and detached", T, || {
+        mounts_under(&cluster.root()).is_empty() && loops_backed_under(&pool).is_empty()
+    })
+    .await?;
     agent.stop().await
 }
 
@@ -240,7 +243,10 @@ async fn a_driver_installed_while_the_agent_runs_is_used_and_removing_it_unloads
     ensure!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stdout));
     cluster.wait_ready("late", T).await?;
     delete_pod(&cluster, "late").await?;
-    eventually("torn down", T, || mounts_under(&cluster.root()).is_empty()).await?;
+    eventually("torn down and detached", T, || {
+        mounts_under(&cluster.root()).is_empty() && loops_backed_under(&pool).is_empty()
+    })
+    .await?;
 
     std::fs::remove_dir_all(plugins(&cluster).join("kvol~loop"))?;
     let node_events = || async {
@@ -313,13 +319,30 @@ async fn misbehaving_drivers_get_clear_failed_mounts_and_leave_nothing_behind() 
     agent.stop().await
 }
 
-/// Detaches every loop device backed by a file in the pool when the test ends, pass or fail.
+/// Unmounts what is mounted under the pool and detaches every loop device backed by a file in it when the
+/// test ends, pass or fail.
 struct LoopCleanup(PathBuf);
 
 impl Drop for LoopCleanup {
     fn drop(&mut self) {
         detach_all_under(&self.0);
+        for device in loops_backed_under(&self.0) {
+            let _ = Command::new("losetup").arg("-d").arg(&device).status();
+        }
     }
+}
+
+/// The loop devices whose backing file is under `dir` (`/sys/block/loopN/loop/backing_file`).
+fn loops_backed_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let backing = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            Path::new(backing.trim_end()).starts_with(dir).then(|| Path::new("/dev").join(name))
+        })
+        .collect()
 }
 
 /// Seed 000's variant of the nfs driver, which records its arguments instead of mounting (its record file
