@@ -285,7 +285,7 @@ async fn process_pod(manager: &Arc<Manager>, client: &Client, pod: Pod) {
     // will not fix itself: say so at once, not only when the mount times out.
     for (volume, error) in &desired.errors {
         if !error.starts_with("error processing PVC") {
-            manager.report_mount_error(&desired.pod_ref, volume, error.clone());
+            manager.record_mount_error(&desired.pod_ref, volume, error.clone());
         }
     }
     manager.desired.lock().set_pod(desired);

@@ -3,13 +3,16 @@
 //! the mounted volume through its plugin, then records the new size in the claim's `status.capacity` and
 //! clears the condition, as kubelet's `MarkFSResizeFinished` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use kvol_volume::{PodRef, VolumePlugin, VolumeSpec};
 
@@ -65,16 +68,66 @@ fn storage_bytes(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quant
     kvol_api::quantity::parse(q).ok().and_then(|v| i64::try_from(v.value()).ok())
 }
 
-/// Checks the claims of mounted expandable volumes every `period` and finishes pending expansions.
+/// Whether a claim waits for the node to finish its expansion.
+fn resize_pending(claim: &PersistentVolumeClaim) -> bool {
+    let conditions = claim.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    conditions.iter().any(|c| c.type_ == FS_RESIZE_PENDING)
+}
+
+/// Finishes pending expansions of mounted volumes. A watch of the claims keeps the set of those waiting
+/// for a node (`FileSystemResizePending`), so nothing is read from the API server while none waits; every
+/// `period` the waiting ones that have a mounted volume here are grown (the claim may have been waiting
+/// before its pod came to this node).
 pub async fn expansion_loop(manager: Arc<Manager>, client: Client, period: Duration) {
+    let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
+    let stream = watcher(claims, watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut pending: HashSet<(String, String)> = HashSet::new();
+    let mut listing: HashSet<(String, String)> = HashSet::new();
+    let mut tick = tokio::time::interval(period);
     loop {
-        tokio::time::sleep(period).await;
-        for ((namespace, claim), candidate) in candidates(&manager) {
-            if let Err(message) = expand_one(&manager, &client, &namespace, &claim, candidate).await {
-                tracing::warn!(claim = %format!("{namespace}/{claim}"), "{message}");
+        tokio::select! {
+            event = stream.next() => match event {
+                Some(Ok(watcher::Event::Init)) => listing.clear(),
+                Some(Ok(watcher::Event::InitApply(c))) => {
+                    if resize_pending(&c) {
+                        listing.insert(key_of(&c));
+                    }
+                }
+                Some(Ok(watcher::Event::InitDone)) => pending = std::mem::take(&mut listing),
+                Some(Ok(watcher::Event::Apply(c))) => {
+                    if resize_pending(&c) {
+                        pending.insert(key_of(&c));
+                    } else {
+                        pending.remove(&key_of(&c));
+                    }
+                }
+                Some(Ok(watcher::Event::Delete(c))) => {
+                    pending.remove(&key_of(&c));
+                }
+                Some(Err(e)) => tracing::warn!("claim watch: {e}"),
+                None => return,
+            },
+            _ = tick.tick() => {
+                if pending.is_empty() {
+                    continue;
+                }
+                for (key, candidate) in candidates(&manager) {
+                    if !pending.contains(&key) {
+                        continue;
+                    }
+                    let (namespace, claim) = key;
+                    if let Err(message) = expand_one(&manager, &client, &namespace, &claim, candidate).await {
+                        tracing::warn!(claim = %format!("{namespace}/{claim}"), "{message}");
+                    }
+                }
             }
         }
     }
+}
+
+fn key_of(claim: &PersistentVolumeClaim) -> (String, String) {
+    (claim.metadata.namespace.clone().unwrap_or_default(), claim.metadata.name.clone().unwrap_or_default())
 }
 
 async fn expand_one(
@@ -88,11 +141,10 @@ async fn expand_one(
     let Some(claim) = claims.get_opt(claim_name).await.map_err(|e| format!("reading the claim: {e}"))? else {
         return Ok(());
     };
-    let status = claim.status.clone().unwrap_or_default();
-    let pending = status.conditions.as_deref().unwrap_or_default().iter().any(|c| c.type_ == FS_RESIZE_PENDING);
-    if !pending {
+    if !resize_pending(&claim) {
         return Ok(());
     }
+    let status = claim.status.clone().unwrap_or_default();
     let pv_name = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).unwrap_or_default();
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let pv = pvs.get(&pv_name).await.map_err(|e| format!("reading PV {pv_name}: {e}"))?;

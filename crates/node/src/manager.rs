@@ -474,12 +474,9 @@ impl Manager {
         names.into_iter().collect()
     }
 
-    /// Records a mount error found outside an operation (the populator's), with the same event throttling.
-    pub fn report_mount_error(&self, pod: &PodRef, volume: &str, message: String) {
-        self.record_mount_error(pod, volume, message);
-    }
-
-    fn record_mount_error(&self, pod: &PodRef, volume: &str, message: String) {
+    /// Records a volume's mount error (an operation's, or the populator's) and emits a FailedMount event
+    /// unless the same message was emitted within the last 30 s.
+    pub fn record_mount_error(&self, pod: &PodRef, volume: &str, message: String) {
         let now = Instant::now();
         let emit = {
             let mut errors = self.errors.lock();
