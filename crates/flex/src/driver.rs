@@ -7,12 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
@@ -208,6 +210,8 @@ impl Driver {
         let deadline = Instant::now() + limit;
 
         let (reader, writer) = std::io::pipe().map_err(spawn_err)?;
+        // Only this end: the driver's end stays blocking, as kubelet's is.
+        fcntl(&reader, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|e| spawn_err(e.into()))?;
         let mut cmd = tokio::process::Command::new(&self.executable);
         cmd.args(call.args())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -237,17 +241,25 @@ impl Driver {
 
         let mut output = Vec::new();
         let after_exit = self.limits.after_exit;
+        // Most calls answer and exit within milliseconds. Until EXIT_FIRST passes, only the exit
+        // is awaited (under one timer) and the pipe is not registered with the reactor, so the
+        // driver's write of its answer does not wake this task a second time (a wake-up is a
+        // good share of a fast call's cost, more so on a loaded node). The answer waits in the
+        // pipe; a driver printing more than the pipe holds blocks until reading starts, at
+        // EXIT_FIRST at the latest.
+        let exited = match tokio::time::timeout_at(deadline.min(Instant::now() + EXIT_FIRST), child.wait()).await {
+            Ok(exit) => Some(exit.map_err(wait_err)?),
+            Err(_still_running) => None,
+        };
+        if let Some(exit) = exited {
+            // The driver is gone, so its answer is all in the pipe: read it as it is, unless
+            // something it started still holds the pipe open.
+            if drain(&reader, &mut output).map_err(wait_err)? == Drained::Closed {
+                group.armed = false;
+                return Ok((exit, output));
+            }
+        }
         let outcome = tokio::time::timeout_at(deadline, async {
-            // Most calls answer and exit within milliseconds. Until EXIT_FIRST passes, only the
-            // exit is awaited and the pipe is not yet registered with the reactor, so the
-            // driver's write of its answer does not wake this task a second time (a wake-up is
-            // a good share of a fast call's cost, more so on a loaded node). The answer waits
-            // in the pipe; a driver printing more than the pipe holds blocks until reading
-            // starts, at EXIT_FIRST at the latest.
-            let exited = match tokio::time::timeout(EXIT_FIRST, child.wait()).await {
-                Ok(exit) => Some(exit?),
-                Err(_still_running) => None,
-            };
             let mut receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
             let reading = read_capped(&mut receiver, &mut output);
             tokio::pin!(reading);
@@ -304,6 +316,32 @@ impl GroupKiller {
 impl Drop for GroupKiller {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// What a non-blocking read of the pipe to its current end found.
+#[derive(Debug, PartialEq, Eq)]
+enum Drained {
+    /// End of file: every writer has closed the pipe.
+    Closed,
+    /// No more data for now, but a writer still holds the pipe.
+    Open,
+}
+
+/// Reads what the (non-blocking) pipe holds into `out`, capped at [`MAX_OUTPUT`].
+fn drain(mut reader: &std::io::PipeReader, out: &mut Vec<u8>) -> std::io::Result<Drained> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        match reader.read(&mut chunk) {
+            Ok(0) => return Ok(Drained::Closed),
+            Ok(n) => {
+                let room = MAX_OUTPUT.saturating_sub(out.len());
+                out.extend_from_slice(&chunk[..n.min(room)]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Drained::Open),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -536,5 +574,24 @@ sleep 300"#,
         let daemon: i32 = fake.read("daemon").trim().parse().unwrap();
         assert!(alive(daemon), "a daemon the driver started is left alone");
         let _ = nix::sys::signal::kill(Pid::from_raw(daemon), Signal::SIGKILL);
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_pipe_is_read_while_the_driver_writes_it() {
+        // 256 KiB of leading blanks (valid JSON whitespace): the driver blocks on the full pipe
+        // until reading starts, so it only exits once its output is being read.
+        let fake =
+            Fake::new(r#"head -c 262144 /dev/zero | tr '\0' ' '; echo '{"status":"Success","device":"/dev/big"}'"#);
+        let status = fake.driver().run(&DriverCall::init()).await.unwrap();
+        assert_eq!(status.device, "/dev/big");
+    }
+
+    #[tokio::test]
+    async fn an_answer_finished_by_a_process_the_driver_left_behind_is_read_whole() {
+        // The driver exits with half its answer written; a child it started writes the rest
+        // (kubelet's CombinedOutput reads until every writer is gone, too).
+        let fake = Fake::new(r#"printf '{"status":'; (sleep 0.2; echo '"Success","device":"/dev/late"}') & exit 0"#);
+        let status = fake.driver().run(&DriverCall::init()).await.unwrap();
+        assert_eq!(status.device, "/dev/late");
     }
 }

@@ -134,14 +134,19 @@ pub fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift).filter(|&v| v > 0)
 }
 
+/// What `init` answers: attachable, with statfs metrics; kubelet's defaults otherwise.
+pub const CAPABILITIES: DriverCapabilities = DriverCapabilities {
+    attach: true,
+    selinux_relabel: true,
+    supports_metrics: true,
+    fs_group: true,
+    requires_fs_resize: true,
+};
+
 /// Runs one loop driver call.
 pub fn call(args: &[String]) -> Result<Reply> {
     match args.first().map(String::as_str) {
-        Some("init") => Ok(Reply::Init(DriverCapabilities {
-            attach: true,
-            supports_metrics: true,
-            ..DriverCapabilities::default()
-        })),
+        Some("init") => Ok(Reply::Init(CAPABILITIES)),
         Some("attach") => {
             let [json, _node] = expect_args(args, "attach <json options> <node name>")?;
             attach(&LoopOptions::parse(json)?)

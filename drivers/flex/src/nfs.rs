@@ -80,18 +80,22 @@ impl NfsOptions {
     }
 }
 
+/// What `init` answers.
+pub const CAPABILITIES: DriverCapabilities = DriverCapabilities {
+    attach: false,
+    selinux_relabel: true,
+    // statfs on an NFS mount is cheap and meaningful.
+    supports_metrics: true,
+    // chown -R over NFS is slow and fails under root_squash; the in-tree nfs plugin does not
+    // apply fsGroup either.
+    fs_group: false,
+    requires_fs_resize: true,
+};
+
 /// Runs one nfs driver call.
 pub fn call(args: &[String]) -> Result<Reply> {
     match args.first().map(String::as_str) {
-        Some("init") => Ok(Reply::Init(DriverCapabilities {
-            attach: false,
-            // statfs on an NFS mount is cheap and meaningful.
-            supports_metrics: true,
-            // chown -R over NFS is slow and fails under root_squash; the in-tree nfs plugin
-            // does not apply fsGroup either.
-            fs_group: false,
-            ..DriverCapabilities::default()
-        })),
+        Some("init") => Ok(Reply::Init(CAPABILITIES)),
         Some("mount") => {
             let [dir, json] = expect_args(args, "mount <mount dir> <json options>")?;
             mount(Path::new(dir), &NfsOptions::try_from(&parse_options_json(json)?)?)

@@ -56,6 +56,20 @@ pub fn json_line(status: &DriverStatus, with_capabilities: bool) -> Vec<u8> {
     out
 }
 
+/// The `init` answer of a driver this binary serves, by name; `None` for other names. Each
+/// is a constant so that `init` never allocates (see `main`); a test holds them to
+/// [`json_line`] of the driver's capabilities.
+pub fn init_line(driver: &[u8]) -> Option<&'static [u8]> {
+    match driver {
+        b"nfs" => Some(NFS_INIT),
+        b"loop" => Some(LOOP_INIT),
+        _ => None,
+    }
+}
+
+const NFS_INIT: &[u8] = b"{\"capabilities\":{\"attach\":false,\"fsGroup\":false,\"requiresFSResize\":true,\"selinuxRelabel\":true,\"supportsMetrics\":true},\"status\":\"Success\"}\n";
+const LOOP_INIT: &[u8] = b"{\"capabilities\":{\"attach\":true,\"fsGroup\":true,\"requiresFSResize\":true,\"selinuxRelabel\":true,\"supportsMetrics\":true},\"status\":\"Success\"}\n";
+
 fn string(out: &mut Vec<u8>, value: &str) {
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
@@ -106,5 +120,17 @@ mod tests {
             let expected = format!("{}\n", status.to_json(caps));
             assert_eq!(String::from_utf8(json_line(&status, caps)).unwrap(), expected, "{status:?}");
         }
+    }
+
+    #[test]
+    fn each_drivers_init_constant_is_its_capabilities_as_json_line_writes_them() {
+        for (name, capabilities) in [("nfs", crate::nfs::CAPABILITIES), ("loop", crate::loopdev::CAPABILITIES)] {
+            assert!(crate::DRIVERS.contains(&name));
+            let expected = json_line(&DriverStatus { capabilities, ..DriverStatus::success() }, true);
+            let constant = init_line(name.as_bytes()).unwrap_or_else(|| panic!("no init constant for {name}"));
+            assert_eq!(String::from_utf8_lossy(constant), String::from_utf8_lossy(&expected), "{name}");
+        }
+        assert_eq!(crate::DRIVERS.len(), 2, "a new driver needs its init constant");
+        assert_eq!(init_line(b"kvol-flex"), None);
     }
 }

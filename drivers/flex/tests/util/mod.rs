@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kvol_flex::{Driver, DriverCall, DriverStatus, VolumeSpec};
+use kvol_flex::{Driver, DriverCall, DriverStatus, MountArgs, PodInfo, VolumeSpec};
 
 /// The binary cargo built for these tests.
 pub const KVOL_FLEX: &str = env!("CARGO_BIN_EXE_kvol-flex");
@@ -19,6 +19,9 @@ pub const KVOL_FLEX: &str = env!("CARGO_BIN_EXE_kvol-flex");
 pub fn kvol_flex() -> PathBuf {
     std::env::var_os("KVOL_FLEX_BINARY").map(PathBuf::from).unwrap_or_else(|| KVOL_FLEX.into())
 }
+
+/// Where kvol-flex keeps its state (attached loop devices); each test points it into its work dir.
+pub const STATE_DIR_ENV: &str = "KVOL_FLEX_STATE_DIR";
 
 /// The seeds' bash+jq nfs driver, byte for byte (seed 001, "FlexVolume介绍" §4.2).
 pub const SEED_NFS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed-nfs");
@@ -125,7 +128,7 @@ impl Node {
             .unwrap();
         let status = DriverStatus::parse(&out.stdout).unwrap();
         assert!(out.status.success() && status.status == "Success", "install: {status:?}");
-        Driver::new(&self.plugin_dir, &format!("{vendor}~{driver}")).with_env("KVOL_FLEX_STATE_DIR", &self.state)
+        Driver::new(&self.plugin_dir, &format!("{vendor}~{driver}")).with_env(STATE_DIR_ENV, &self.state)
     }
 
     /// Installs a script as `dir_name/<exe>`.
@@ -204,6 +207,20 @@ pub async fn ok(driver: &Driver, call: &DriverCall) -> DriverStatus {
     match driver.run(call).await {
         Ok(status) => status,
         Err(e) => panic!("{} {:?}: {e}", driver.executable().display(), call.args()),
+    }
+}
+
+/// Kubelet's mount arguments for pod `name` (namespace default, service account default).
+pub fn pod(name: &str, uid: &str) -> MountArgs {
+    MountArgs {
+        pod: PodInfo {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: uid.into(),
+            service_account_name: "default".into(),
+        },
+        secrets: Default::default(),
+        fs_group: None,
     }
 }
 
