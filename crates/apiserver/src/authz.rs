@@ -5,6 +5,7 @@
 //!   (or a PV one of those pods claims) refers to them.
 //! - It may write only its own Node and CSINode, the status of pods bound to it, those pods' final deletion,
 //!   and Events.
+//! - It may use the `nodes/proxy` subresource only for its own node (Kubernetes grants nodes none).
 //!
 //! Everything else is refused with RBAC's wording, so clients print the same `Error from server (Forbidden)`.
 
@@ -63,7 +64,7 @@ pub struct Attributes<'a> {
     pub verb: Verb,
     /// The resource.
     pub resource: &'static Resource,
-    /// `status`, `finalize`, or none.
+    /// `status`, `finalize`, `binding`, `proxy`, or none.
     pub subresource: Option<&'a str>,
     /// The namespace in the path.
     pub namespace: Option<&'a str>,
@@ -89,6 +90,9 @@ pub fn authorize(state: &ApiState, user: &User, a: &Attributes<'_>) -> Result<()
             Some(name) => referenced_by_node(state, node, kind, a.namespace.unwrap_or_default(), name)?,
             None => false,
         },
+        // Node authorizer grants no `nodes/proxy` at all; a node reading its own kubelet through the API
+        // server reveals nothing it cannot read locally, so that much is allowed and no more.
+        ("Node", Verb::Get) if a.subresource == Some("proxy") => a.name == Some(node),
         (_, verb) if verb.is_read() => true,
         ("Node", Verb::Create | Verb::Update | Verb::Patch) => a.name.is_none_or(|n| n == node),
         ("CSINode", Verb::Create | Verb::Update | Verb::Patch | Verb::Delete) => a.name.is_none_or(|n| n == node),
@@ -102,6 +106,7 @@ pub fn authorize(state: &ApiState, user: &User, a: &Attributes<'_>) -> Result<()
     } else {
         let why = match kind {
             "Secret" | "ConfigMap" => format!("no relationship found between node '{node}' and this object"),
+            "Node" if a.subresource == Some("proxy") => format!("node '{node}' may proxy only to its own kubelet"),
             "Node" | "CSINode" => {
                 format!("node '{node}' is not allowed to modify {} '{}'", kind.to_lowercase(), a.name.unwrap_or(""))
             }
@@ -350,6 +355,18 @@ mod tests {
                 name: "may not update another node",
                 user: n1.clone(),
                 attrs: attrs("Node", Verb::Update, None, Some("n2"), None),
+                allowed: false,
+            },
+            Case {
+                name: "proxies to its own kubelet",
+                user: n1.clone(),
+                attrs: attrs("Node", Verb::Get, None, Some("n1"), Some("proxy")),
+                allowed: true,
+            },
+            Case {
+                name: "may not proxy to another node's kubelet",
+                user: n1.clone(),
+                attrs: attrs("Node", Verb::Get, None, Some("n2"), Some("proxy")),
                 allowed: false,
             },
             Case {

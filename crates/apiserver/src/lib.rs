@@ -16,6 +16,7 @@ pub mod object;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod proxy;
 pub mod read;
 pub mod registry;
 pub mod routes;

@@ -1,6 +1,7 @@
 //! The HTTP surface: authentication, then one dispatcher that parses Kubernetes REST paths
 //! (`/api/v1/namespaces/<ns>/<plural>/<name>/<subresource>`, `/apis/<group>/<version>/...`) and verbs into
 //! registry calls. Parsing paths by hand keeps the namespace/`namespaces` ambiguity in one readable place.
+//! The one path that goes deeper, `nodes/<name>/proxy/<path...>`, is handed to [`crate::proxy`].
 
 use crate::auth::{bearer, Transport, User};
 use crate::authz::{authorize, Attributes, Verb};
@@ -193,6 +194,10 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
             return discovery::resource_list(group, version).map(|v| value_response(&v)).ok_or_else(ApiError::no_route);
         }
         _ => {}
+    }
+    // The node proxy's path continues past the subresource, so it is recognised before the generic parser.
+    if let ["api", "v1", "nodes", name, "proxy", rest @ ..] = segments.as_slice() {
+        return crate::proxy::node_proxy(state, user, &parts, name, rest).await;
     }
     let target = match segments.as_slice() {
         ["api", "v1", rest @ ..] => parse_target("", "v1", rest)?,

@@ -2377,3 +2377,125 @@ async fn garbage_on_the_socket_and_plain_http_on_the_tls_port_leave_the_server_s
     let (code, _) = util::unix_request(&server.socket(), "GET", "/version").await;
     assert_eq!(code, 200);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Node proxy
+
+/// A stand-in kubelet on 127.0.0.1: `/stats/summary` answers JSON echoing the query, `/healthz` answers `ok`.
+/// Serves until the test's runtime ends.
+async fn fake_kubelet() -> u16 {
+    use axum::extract::RawQuery;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/stats/summary",
+            get(|RawQuery(query): RawQuery| async move {
+                axum::Json(json!({ "node": { "nodeName": "n1" }, "query": query.unwrap_or_default() }))
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the fake kubelet");
+    let port = listener.local_addr().expect("fake kubelet address").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// A port nothing listens on (bound, then released).
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding a probe port");
+    listener.local_addr().expect("probe address").port()
+}
+
+/// Create a node whose status lists a Hostname before its InternalIP and reports `port` as its kubelet's.
+async fn node_with_kubelet(server: &Server, name: &str, port: Option<u16>) {
+    let created = server
+        .json("POST", "/api/v1/nodes", &json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name } }))
+        .await;
+    assert_eq!(created.code, 201, "{created:?}");
+    let mut status = json!({ "addresses": [
+        { "type": "Hostname", "address": "no-such-host.invalid" },
+        { "type": "InternalIP", "address": "127.0.0.1" },
+    ] });
+    if let Some(port) = port {
+        status["daemonEndpoints"] = json!({ "kubeletEndpoint": { "Port": port } });
+    }
+    let patched = server.json("PATCH", &format!("/api/v1/nodes/{name}/status"), &json!({ "status": status })).await;
+    assert_eq!(patched.code, 200, "{patched:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_proxy_forwards_to_the_kubelet_port_the_node_reports_or_the_path_names() {
+    let server = Server::start().await;
+    let kubelet = fake_kubelet().await;
+    node_with_kubelet(&server, "n1", Some(kubelet)).await;
+    let a = server.get("/api/v1/nodes/n1/proxy/stats/summary?only_cpu_and_memory=true&x=a%20b").await;
+    assert_eq!(a.code, 200, "{a:?}");
+    assert_eq!(a.headers[http::header::CONTENT_TYPE], "application/json", "{a:?}");
+    assert_eq!(a.json(), json!({ "node": { "nodeName": "n1" }, "query": "only_cpu_and_memory=true&x=a%20b" }));
+    let a = server.request("HEAD", "/api/v1/nodes/n1/proxy/stats/summary", None, Vec::new()).await;
+    assert_eq!((a.code, a.body.len()), (200, 0), "{a:?}");
+    // `<name>:<port>` overrides the port the node reports.
+    node_with_kubelet(&server, "stale", Some(closed_port().await)).await;
+    let a = server.get(&format!("/api/v1/nodes/stale:{kubelet}/proxy/healthz")).await;
+    assert_eq!((a.code, a.body.as_slice()), (200, &b"ok"[..]), "{a:?}");
+    // The kubelet's own answers pass through, errors included.
+    let a = server.get("/api/v1/nodes/n1/proxy/no/such/path").await;
+    assert_eq!(a.code, 404, "{a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_proxy_failures_answer_with_kubes_statuses() {
+    let server = Server::start().await;
+    let a = server.get("/api/v1/nodes/ghost/proxy/stats/summary").await;
+    assert_eq!(a.assert_failure(404, r#"nodes "ghost" not found"#)["reason"], "NotFound");
+    node_with_kubelet(&server, "portless", None).await;
+    let a = server.get("/api/v1/nodes/portless/proxy/healthz").await;
+    let s = a.assert_failure(503, r#"node "portless" reports no kubelet port"#);
+    assert_eq!(s["reason"], "ServiceUnavailable");
+    let closed = closed_port().await;
+    node_with_kubelet(&server, "down", Some(closed)).await;
+    let a = server.get("/api/v1/nodes/down/proxy/healthz").await;
+    let s = a.assert_failure(503, &format!("http://127.0.0.1:{closed}/healthz: "));
+    assert!(s["message"].as_str().unwrap().starts_with("error trying to reach service: "), "{a:?}");
+    let a = server.request("POST", "/api/v1/nodes/down/proxy/healthz", None, Vec::new()).await;
+    assert_eq!(a.assert_failure(405, "POST")["reason"], "MethodNotAllowed");
+    let a = server.get("/api/v1/nodes/down:http/proxy/healthz").await;
+    a.assert_failure(400, r#"invalid node request "down:http""#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_may_proxy_only_to_its_own_kubelet() {
+    let server = Server::start().await;
+    let kubelet = fake_kubelet().await;
+    node_with_kubelet(&server, "n1", Some(kubelet)).await;
+    node_with_kubelet(&server, "n2", Some(kubelet)).await;
+    let token = server.node_token("n1").await;
+    let n1 = server.client_with_token(Some(&token)).await;
+    let own = util::send(&n1, "GET", "/api/v1/nodes/n1/proxy/healthz", None, Vec::new()).await;
+    assert_eq!(own.code, 200, "{own:?}");
+    let other = util::send(&n1, "GET", "/api/v1/nodes/n2/proxy/healthz", None, Vec::new()).await;
+    other.assert_failure(403, "node 'n1' may proxy only to its own kubelet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_raw_reads_a_nodes_stats_summary_through_the_proxy() {
+    let kubectl = std::path::Path::new("/usr/bin/kubectl");
+    if !kubectl.exists() {
+        eprintln!("skipped: {} is not installed", kubectl.display());
+        return;
+    }
+    let server = Server::start().await;
+    node_with_kubelet(&server, "n1", Some(fake_kubelet().await)).await;
+    let kubeconfig = server.data_dir.join("kubeconfig");
+    let output = tokio::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "--raw", "/api/v1/nodes/n1/proxy/stats/summary"])
+        .output()
+        .await
+        .expect("running kubectl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "kubectl failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    let body: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!(body["node"]["nodeName"], "n1", "{body}");
+}

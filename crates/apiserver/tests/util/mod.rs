@@ -93,6 +93,15 @@ impl Server {
         token_of(&self.kubeconfig)
     }
 
+    /// Issue a token for node agent `node` (user `system:node:<node>`), as `kvol` does for a joining node.
+    pub async fn node_token(&self, node: &str) -> String {
+        // File times can be coarse: make sure the server's reload check sees the token file change.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let path = self.data_dir.join("tokens.csv");
+        kvol_apiserver::auth::add_node_token(&path, node)
+            .unwrap_or_else(|e| panic!("issuing a token for {node} in {}: {e}", path.display()))
+    }
+
     /// A client with another token, or none.
     pub async fn client_with_token(&self, token: Option<&str>) -> kube::Client {
         let admin = self.token();
@@ -153,12 +162,14 @@ fn token_of(kubeconfig: &str) -> String {
         .expect("the kubeconfig carries a token")
 }
 
-/// A kube client from kubeconfig text, as `kubectl --kubeconfig` would build it.
+/// A kube client from kubeconfig text, as `kubectl --kubeconfig` would build it, minus retries.
 pub async fn client_from_kubeconfig(text: &str) -> kube::Client {
     let kc = Kubeconfig::from_yaml(text).unwrap_or_else(|e| panic!("kubeconfig does not parse: {e}\n{text}"));
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .unwrap_or_else(|e| panic!("kube cannot use the kubeconfig: {e}\n{text}"));
+    // The tests check what the server answers: a 503 must reach them, not be retried with backoff.
+    config.default_retry = false;
     kube::Client::try_from(config).expect("kube client")
 }
 
