@@ -340,6 +340,84 @@ fn flexvolume_loop_is_attached_by_the_agent_itself_when_controller_attach_detach
     });
 }
 
+/// A FlexVolume driver (bash) without `supportsMetrics`: `mount` puts an 8 MiB tmpfs at the pod's dir.
+const TMPFS_DRIVER: &str = r#"#!/bin/bash
+case "$1" in
+  init) echo '{"status":"Success","capabilities":{"attach":false}}' ;;
+  mount) mkdir -p "$2" && mount -t tmpfs -o size=8m tmpfs "$2" && echo '{"status":"Success"}' \
+           || echo '{"status":"Failure","message":"tmpfs mount failed"}' ;;
+  unmount) umount "$2" && echo '{"status":"Success"}' || echo '{"status":"Failure","message":"umount failed"}' ;;
+  *) echo '{"status":"Not supported"}' ;;
+esac
+"#;
+
+/// The pod's entry in the node's `/stats/summary` read through the API server's node proxy, as
+/// `kubectl get --raw` reads it.
+fn pod_stats(server: &Server, pod: &str) -> Option<serde_json::Value> {
+    let raw = server.kubectl(&["get", "--raw", &format!("/api/v1/nodes/{NODE}/proxy/stats/summary")])?.run();
+    let summary: serde_json::Value = serde_json::from_str(&raw.stdout).ok()?;
+    summary["pods"].as_array()?.iter().find(|p| p["podRef"]["name"] == pod).cloned()
+}
+
+#[test]
+fn a_flexvolume_drivers_supports_metrics_puts_its_volume_in_the_nodes_stats_summary_and_no_other() {
+    require!(tools: ["losetup", "mkfs.ext4", "blkid"], binaries: ["kvol-flex"], "flexvolume stats summary");
+    let server = Server::start_with(&[]);
+    install_loop_driver(&server);
+    let tmpfs = server.dir().join("tmpfs-driver");
+    std::fs::write(&tmpfs, TMPFS_DRIVER).expect("writing the tmpfs driver");
+    install_driver_script(&server.plugin_dir().join("test~tmpfs/tmpfs"), &tmpfs);
+    let pool = server.dir().join("pool");
+    // kvol/loop answers init with supportsMetrics: true; test/tmpfs leaves kubelet's default, false.
+    let pod = loop_pod("p1", &pool).replace(
+        "volumeMounts: [{name: vol, mountPath: /data}]",
+        "volumeMounts: [{name: vol, mountPath: /data}, {name: scratch, mountPath: /scratch}]",
+    ) + "  - name: scratch\n    flexVolume: {driver: test/tmpfs}\n";
+    apply(&server, "p1", &pod);
+    let uid = wait_pod_running(&server, "p1");
+    let pod_dir = server.root_dir().join(format!("pods/{uid}/volumes/kvol~loop/vol"));
+    assert_eq!(mounts_at(&server.root_dir().join(format!("pods/{uid}/volumes/test~tmpfs/scratch"))).len(), 1);
+
+    // The agent measures every 10 s; the summary then lists the loop volume with statfs figures.
+    let number = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap_or_else(|| panic!("{key} in {v}"));
+    let first = wait_for_within(Duration::from_secs(40), "p1's volume in the stats summary", |seen| {
+        let stats = pod_stats(&server, "p1")?;
+        *seen = stats.to_string();
+        stats["volume"].as_array().cloned()
+    });
+    assert_eq!(first.len(), 1, "only the driver with supportsMetrics is measured: {first:?}");
+    let vol = &first[0];
+    assert_eq!(vol["name"], "vol");
+    assert!(vol.get("pvcRef").is_none(), "an inline volume has no claim: {vol}");
+    let (capacity, used, available) =
+        (number(vol, "capacityBytes"), number(vol, "usedBytes"), number(vol, "availableBytes"));
+    assert!((40 << 20..=64 << 20).contains(&capacity), "ext4 on 64 MiB: capacity {capacity}");
+    assert!(used > 0 && available <= capacity - used, "{vol}");
+    assert_eq!(number(vol, "inodes"), number(vol, "inodesUsed") + number(vol, "inodesFree"));
+    assert!(vol["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{vol}");
+    let stats = pod_stats(&server, "p1").expect("p1's stats");
+    assert_eq!(
+        (stats["podRef"]["namespace"].as_str(), stats["podRef"]["uid"].as_str()),
+        (Some("default"), Some(&*uid))
+    );
+
+    // 8 MiB written through the pod's volume shows in the next measurement.
+    write_bytes(&pod_dir.join("eight-mib"), 8 << 20).expect("writing into the volume");
+    wait_for_within(Duration::from_secs(40), "the 8 MiB in usedBytes", |seen| {
+        let vol = pod_stats(&server, "p1")?["volume"][0].clone();
+        *seen = vol.to_string();
+        (vol["usedBytes"].as_u64()? >= used + (8 << 20)).then_some(())
+    });
+
+    delete_pod(&server, "p1");
+    wait_for("the volumes to be torn down", |seen| {
+        let left = mount_points_under(&server.root_dir());
+        *seen = format!("{left:?}");
+        left.is_empty().then_some(())
+    });
+    assert!(pod_stats(&server, "p1").is_none(), "a deleted pod leaves the summary");
+}
+
 // ---------------------------------------------------------------- 2. the seeds' nfs driver
 
 /// The seed driver's `mount -t nfs 172.16.0.25:/dws_nas_scratch` must fail promptly, as it does on a host
@@ -693,6 +771,15 @@ fn csi_btrfs_provisions_attaches_stages_publishes_enforces_the_quota_expands_and
     );
     std::fs::remove_file(publish.join("big")).expect("removing the partial file");
     std::fs::write(publish.join("kept"), "from p1\n").expect("writing into the volume");
+    // NodeGetVolumeStats' figures reach the node's stats summary, with the claim the volume came from.
+    let stats = wait_for_within(Duration::from_secs(40), "p1's CSI volume in the stats summary", |seen| {
+        let stats = pod_stats(server, "p1")?;
+        *seen = stats.to_string();
+        stats["volume"].as_array()?.first().cloned()
+    });
+    assert_eq!(stats["name"], "data");
+    assert_eq!(stats["pvcRef"], serde_json::json!({"name": "c1", "namespace": "default"}));
+    assert_eq!(stats["capacityBytes"].as_u64(), Some(64 * MIB as u64), "the quota: {stats}");
 
     // 4. Pod deleted: unpublished, unstaged, detached.
     delete_pod(server, "p1");

@@ -95,7 +95,14 @@ pub async fn run_agent_hooked(
     )?;
     tracing::info!(volumes = report.volumes, devices = report.devices, unknown = report.unknown.len(), root = %root.display(), "reconstructed the actual state");
 
-    crate::node_status::register(&client, &config.node_name, config.controller_attach_detach).await?;
+    let read_only = match config.read_only_address {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address).await.map_err(|source| Error::ReadOnlyServer { address, source })?,
+        ),
+        None => None,
+    };
+    let endpoint = read_only.as_ref().and_then(|l| l.local_addr().ok());
+    crate::node_status::register(&client, &config.node_name, config.controller_attach_detach, endpoint).await?;
 
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let manager = Manager::new(config.clone(), registry, host, mounter, actual, events_tx);
@@ -166,6 +173,10 @@ pub async fn run_agent_hooked(
                 tracing::error!("the CSI plugin watcher stopped: {e}");
             }
         });
+    }
+    if let Some(listener) = read_only {
+        tracing::info!(address = ?endpoint, "serving /healthz and /stats/summary");
+        tasks.spawn(crate::server::serve(listener, Arc::clone(&manager)));
     }
     tasks.spawn(crate::status::event_writer(client.clone(), config.node_name.clone(), events_rx));
     tasks.spawn(crate::status::status_loop(Arc::clone(&manager), client.clone()));

@@ -38,6 +38,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The read-only server's address could not be bound.
+    #[error("binding the read-only server to {address}: {source}")]
+    ReadOnlyServer { address: std::net::SocketAddr, source: std::io::Error },
     /// The watch on this node's pods failed for good.
     #[error("watching pods: {0}")]
     Watch(String),

@@ -27,6 +27,7 @@ pub mod plugin_watcher;
 pub mod populator;
 pub mod reconciler;
 pub mod reconstruct;
+pub mod server;
 pub mod status;
 pub mod subpath;
 pub mod volume_id;

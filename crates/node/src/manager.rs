@@ -82,8 +82,11 @@ pub struct Manager {
     pub reported_in_use: Mutex<std::collections::BTreeSet<String>>,
     /// Wakes the in-use reporter.
     pub in_use_wake: Notify,
-    /// The latest stats of published CSI volumes (NodeGetVolumeStats), by volume.
-    pub volume_stats: Mutex<HashMap<crate::volume_id::VolumeId, kvol_volume::plugins::csi::VolumeStats>>,
+    /// The latest stats of published CSI volumes (NodeGetVolumeStats) and of volumes measured with statfs,
+    /// by volume (served in `/stats/summary`).
+    pub volume_stats: Mutex<HashMap<crate::volume_id::VolumeId, crate::volume_stats::Measured>>,
+    /// When the agent started (the summary's node `startTime`).
+    pub started: jiff::Timestamp,
     events: mpsc::UnboundedSender<PodEvent>,
 }
 
@@ -122,6 +125,7 @@ impl Manager {
             reported_in_use: Mutex::new(Default::default()),
             in_use_wake: Notify::new(),
             volume_stats: Mutex::new(HashMap::new()),
+            started: jiff::Timestamp::now(),
             events,
         })
     }

@@ -39,7 +39,16 @@ fn ready_condition(previous: Option<&NodeCondition>) -> NodeCondition {
 /// Creates the Node if missing and makes sure it carries the hostname label and kubelet's
 /// `volumes.kubernetes.io/controller-managed-attach-detach` annotation (`"true"` when the attach/detach
 /// controller attaches this node's volumes, `"false"` when the agent does).
-pub async fn register(client: &Client, node: &str, controller_attach_detach: bool) -> Result<()> {
+///
+/// `endpoint` is where the read-only server listens: its port becomes the Node's kubelet endpoint
+/// (`status.daemonEndpoints.kubeletEndpoint.Port`), with the address (an `InternalIP` unless it is the
+/// unspecified address) and the machine's `Hostname` in `status.addresses`.
+pub async fn register(
+    client: &Client,
+    node: &str,
+    controller_attach_detach: bool,
+    endpoint: Option<std::net::SocketAddr>,
+) -> Result<()> {
     let managed = if controller_attach_detach { "true" } else { "false" };
     let annotations: std::collections::BTreeMap<String, String> =
         [(kvol_api::names::ANN_CONTROLLER_MANAGED_ATTACH.to_string(), managed.to_string())].into();
@@ -77,6 +86,23 @@ pub async fn register(client: &Client, node: &str, controller_attach_detach: boo
                     .map_err(Error::api(format!("labelling node {node}")))?;
             }
         }
+    }
+    if let Some(endpoint) = endpoint {
+        let mut addresses = Vec::new();
+        if !endpoint.ip().is_unspecified() {
+            addresses.push(serde_json::json!({ "type": "InternalIP", "address": endpoint.ip().to_string() }));
+        }
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            addresses.push(serde_json::json!({ "type": "Hostname", "address": host.trim() }));
+        }
+        let patch = serde_json::json!({ "status": {
+            "addresses": addresses,
+            "daemonEndpoints": { "kubeletEndpoint": { "Port": endpoint.port() } },
+        }});
+        nodes
+            .patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::api(format!("recording node {node}'s kubelet endpoint")))?;
     }
     heartbeat(client, node).await
 }

@@ -1,7 +1,8 @@
 //! Volume stats (kubelet's metrics behind `/stats/summary`): every period, each published CSI volume of a
 //! desired pod is asked NodeGetVolumeStats (`MetricsCsi`), and the mounted volumes of plugins that want it
 //! (FlexVolume drivers with `supportsMetrics`) are measured with statfs (`MetricsStatFS`). The latest figures
-//! are kept by the manager ([`crate::manager::Manager::volume_stats`]) and logged, and a volume its CSI
+//! are kept by the manager ([`crate::manager::Manager::volume_stats`]), served in `/stats/summary` (see
+//! [`crate::server`]) and logged, and a volume its CSI
 //! driver reports abnormal (VOLUME_CONDITION) gets kubelet's `VolumeConditionAbnormal` event on the pod.
 
 use std::sync::Arc;
@@ -11,6 +12,21 @@ use kvol_volume::plugins::csi::{volume_stats, CsiDrivers, VolumeStats, CSI_PLUGI
 
 use crate::actual::MountState;
 use crate::manager::{Manager, PodEvent};
+
+/// A volume's stats and when they were taken.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The figures.
+    pub stats: VolumeStats,
+    /// When they were taken (the summary's `time`).
+    pub time: jiff::Timestamp,
+}
+
+impl Measured {
+    fn now(stats: VolumeStats) -> Self {
+        Measured { stats, time: jiff::Timestamp::now() }
+    }
+}
 
 /// How long one NodeGetVolumeStats may take.
 const STATS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +55,7 @@ pub async fn volume_stats_loop(manager: Arc<Manager>, drivers: Arc<CsiDrivers>) 
             if id.plugin != CSI_PLUGIN_NAME {
                 match tokio::task::spawn_blocking(move || statfs_stats(&path)).await {
                     Ok(Ok(stats)) => {
-                        manager.volume_stats.lock().insert(id, stats);
+                        manager.volume_stats.lock().insert(id, Measured::now(stats));
                     }
                     Ok(Err(e)) => tracing::debug!(volume = %id, "statfs: {e}"),
                     Err(e) => tracing::debug!(volume = %id, "statfs task: {e}"),
@@ -57,7 +73,7 @@ pub async fn volume_stats_loop(manager: Arc<Manager>, drivers: Arc<CsiDrivers>) 
                             message: format!("Volume {outer_name}: {message}"),
                         });
                     }
-                    manager.volume_stats.lock().insert(id, stats);
+                    manager.volume_stats.lock().insert(id, Measured::now(stats));
                 }
                 Ok(None) => {}
                 Err(e) => tracing::debug!(volume = %id, "NodeGetVolumeStats: {e}"),

@@ -27,6 +27,14 @@ pub struct NodeArgs {
     /// `waitforattach` and `mountdevice` get at least 10 minutes.
     #[arg(long, default_value_t = 120)]
     pub flex_call_timeout: u64,
+    /// The address the read-only endpoints (`/healthz`, `/stats/summary`) listen on. They have no
+    /// authentication, so the default is the loopback address (kubelet's is 0.0.0.0); use the node's IP
+    /// for an API server on another machine to reach them through `/api/v1/nodes/<node>/proxy/`.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: std::net::IpAddr,
+    /// The port of the read-only endpoints, reported as the Node's kubelet endpoint; 0 disables them.
+    #[arg(long, default_value_t = 10255)]
+    pub read_only_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -50,6 +58,7 @@ pub fn agent_config(data_dir: &Path, node: &NodeArgs) -> kvol_node::AgentConfig 
     config.volume_plugin_dir = Some(node.volume_plugin_dir.clone());
     config.controller_attach_detach = node.enable_controller_attach_detach;
     config.flex_limits.default = std::time::Duration::from_secs(node.flex_call_timeout.max(1));
+    config.read_only_address = (node.read_only_port != 0).then(|| (node.address, node.read_only_port).into());
     config
 }
 

@@ -64,8 +64,8 @@ impl Server {
     }
 
     /// Starts the whole product in one process: API server, controllers, attach/detach controller and
-    /// the node agent for node [`NODE`], with `--root-dir <dir>/root --volume-plugin-dir <dir>/plugins`
-    /// and then `extra_args`. FlexVolume drivers keep their state in `<dir>/flex-state` (never
+    /// the node agent for node [`NODE`], with `--root-dir <dir>/root --volume-plugin-dir <dir>/plugins`,
+    /// its read-only endpoints on a free port, and then `extra_args`. FlexVolume drivers keep their state in `<dir>/flex-state` (never
     /// `/var/lib/kvol-flex`). On drop the server is killed and every mount under its directory is
     /// unmounted and every loop device backed by a file under it detached, also when the test failed.
     pub fn start_with(extra_args: &[&str]) -> Server {
@@ -87,6 +87,9 @@ impl Server {
                 }
                 args.extend(["--root-dir".to_owned(), path("root"), "--volume-plugin-dir".to_owned(), path("plugins")]);
                 args.extend(["--node-name".to_owned(), NODE.to_owned()]);
+                // The agent's read-only endpoints (/stats/summary) on a free port of their own.
+                let read_only = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
+                args.extend(["--read-only-port".to_owned(), read_only.port().to_string()]);
                 env.push(("KVOL_FLEX_STATE_DIR".to_owned(), path("flex-state")));
                 // Plain text in the log the failure report prints.
                 env.push(("NO_COLOR".to_owned(), "1".to_owned()));
