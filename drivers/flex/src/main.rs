@@ -14,13 +14,14 @@
 //! --release -p kvol-flex-driver --target x86_64-unknown-linux-musl`): no ld.so, none of
 //! glibc's start-up cpuid probing (about half a millisecond under a hypervisor), no
 //! self-relocation. The answer is written with one allocation and one write(2) (`reply`).
-//! The benchmark in tests/tests.rs builds it so and compares it with the seeds' bash+jq driver.
+//! The benchmark in tests/bench.rs builds it so and compares it with the seeds' bash+jq driver.
 //!
 //! For the same reason the binary has no Rust `main`: the C runtime calls [`main`] below
 //! directly, skipping std's start-up (`lang_start`: the stdio poll, SIGPIPE, the stack
 //! overflow handler's alternate stack and signal handlers, the main thread's handle) and its
-//! clean-up. Measured on a 2-core VM, that start-up was a third of an `init` call: about 40us
-//! and 9 of its 13 page faults. Nothing here relies on it: std initialises what is used
+//! clean-up. Measured on a 2-core VM with a minimal program, std's start-up and its first
+//! `std::io::stdout()` cost about 40us of a cold exec and 9 of its 13 page faults, most of them
+//! in setting up the heap. Nothing here relies on it: std initialises what is used
 //! lazily, output is written straight to fd 1 (no buffer to flush at exit), a panic still
 //! answers through the hook, and SIGPIPE keeps its default (a caller that closed the pipe
 //! does not read the answer anyway).

@@ -2,9 +2,10 @@
 //!
 //! `DriverStatus::to_json` (crates/flex) builds a `serde_json::Value` tree first: a dozen small
 //! allocations of assorted sizes. Under musl's allocator, which maps and unmaps a page for a
-//! new size class, that was a measurable share of an `init` call (see the benchmark in
-//! tests/tests.rs). This writer produces the same bytes (keys in the same sorted order, strings
-//! escaped by serde_json) with one allocation; the tests below hold it to `to_json`.
+//! new size class, that was a measurable share of a short call (see the benchmark in
+//! tests/bench.rs). This writer produces the same bytes (keys in the same sorted order, strings
+//! escaped by serde_json) with one allocation; the tests below hold it to `to_json`. `init`
+//! answers from a constant instead (see `init_line`), without allocating at all.
 
 use std::io::Write as _;
 
