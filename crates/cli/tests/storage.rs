@@ -471,7 +471,12 @@ impl CsiDriver {
     }
 
     fn start_backend(backend: &'static str, env: &[(&str, &str)]) -> CsiDriver {
-        let server = Server::start_with(&[]);
+        CsiDriver::start_backend_with(backend, env, &[])
+    }
+
+    /// As [`CsiDriver::start_backend`], with `server_args` for `kvol server`.
+    fn start_backend_with(backend: &'static str, env: &[(&str, &str)], server_args: &[&str]) -> CsiDriver {
+        let server = Server::start_with(server_args);
         let dir = server.dir().to_path_buf();
         let mut csi = CsiDriver {
             backend,
@@ -804,6 +809,50 @@ fn csi_btrfs_provisions_attaches_stages_publishes_enforces_the_quota_expands_and
     // 6. Pod and claim deleted: the PV and the subvolume are gone.
     delete_pod(server, "p2");
     wait_detached(server, &volume);
+    delete_claim(&csi, &volume);
+    let left = mount_points_under(&root);
+    assert!(left.is_empty(), "mounts left under the root dir: {left:?}");
+}
+
+/// With `--enable-controller-attach-detach=false` the agent attaches a CSI volume itself, as kubelet's
+/// `csi_attacher.go` does: it creates the VolumeAttachment, the driver's external attacher attaches it, and
+/// after the last pod the agent deletes it and waits until it is gone. The controller attaches nothing.
+#[test]
+fn csi_btrfs_is_attached_by_the_agent_itself_when_controller_attach_detach_is_off() {
+    require!(
+        tools: ["mkfs.btrfs", "btrfs", "losetup", "truncate", "sha256sum"],
+        binaries: ["kvol-csi"],
+        "CSI btrfs, agent attach"
+    );
+    let csi = CsiDriver::start_backend_with("btrfs", &[], &["--enable-controller-attach-detach=false"]);
+    let server = &csi.server;
+    let root = server.root_dir();
+    apply(server, "claim", STORAGE_CLASS_AND_CLAIM);
+    let volume = wait_bound(server);
+
+    apply(server, "p1", &claim_pod("p1"));
+    let uid = wait_pod_running(server, "p1");
+    let attachments = kubectl(
+        server,
+        &["get", "volumeattachments", "-o", "jsonpath={range .items[*]}{.metadata.name} {.spec.attacher} {.spec.source.persistentVolumeName} {.spec.nodeName} {.status.attached}{\"\\n\"}{end}"],
+    );
+    let name = format!("csi-{}", sha256_hex(&format!("{}{CSI_DRIVER}{NODE}", volume.handle)));
+    assert_eq!(attachments, format!("{name} {CSI_DRIVER} {} {NODE} true\n", volume.pv));
+    assert_staged_and_published_once(&csi, &uid, &volume);
+    let managed =
+        get(server, "node", NODE, r"{.metadata.annotations.volumes\.kubernetes\.io/controller-managed-attach-detach}");
+    assert_ne!(managed.as_deref(), Some("true"), "the node does not ask the controller to attach");
+    let unique_name = format!("kubernetes.io/csi/{CSI_DRIVER}^{}", volume.handle);
+    let (attached, in_use) = node_volumes(server);
+    assert!(attached.is_empty(), "volumesAttached is the controller's, and it attached nothing: {attached:?}");
+    assert_eq!(in_use, [unique_name]);
+    let describe = kubectl(server, &["describe", "pod", "p1"]);
+    assert!(!describe.contains("SuccessfulAttachVolume"), "the controller attached nothing:\n{describe}");
+    assert!(!describe.contains("FailedMount"), "the agent attached without a failure:\n{describe}");
+
+    delete_pod(server, "p1");
+    wait_detached(server, &volume);
+    assert!(!root.join(format!("pods/{uid}")).exists(), "the pod's directory is removed");
     delete_claim(&csi, &volume);
     let left = mount_points_under(&root);
     assert!(left.is_empty(), "mounts left under the root dir: {left:?}");

@@ -21,6 +21,14 @@ pub enum Error {
     /// A host-side step failed.
     #[error(transparent)]
     Host(#[from] kvol_mount::Error),
+    /// Detaching a volume the agent attached itself failed (kubelet's `DetachVolume.Detach failed`).
+    #[error("DetachVolume.Detach failed for volume {volume:?} : {source}")]
+    Detach {
+        volume: String,
+        // Boxed: the plugin error would double the size of every Result of this crate.
+        #[source]
+        source: Box<kvol_volume::Error>,
+    },
     /// Reading the root directory during reconstruction failed.
     #[error("reading {path}: {source}")]
     ReadDir {

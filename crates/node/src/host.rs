@@ -1,10 +1,12 @@
-//! The agent's [`VolumeHost`]: the root, the mounter, and ConfigMaps and Secrets from watch caches.
+//! The agent's [`VolumeHost`]: the root, the mounter, ConfigMaps and Secrets from watch caches, and the
+//! VolumeAttachments the agent writes itself when controller attach/detach is off.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use k8s_openapi::api::storage::v1::{CSIDriver, VolumeAttachment};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use kvol_volume::{Error, Result, VolumeHost};
@@ -118,6 +120,56 @@ impl VolumeHost for AgentHost {
     fn volume_attachment(&self, name: &str) -> Result<Option<VolumeAttachment>> {
         let access = self.api("volumeattachments", "", name)?;
         get_now(access, Api::all(access.client.clone()), "volumeattachments", "", name)
+    }
+
+    fn create_volume_attachment(&self, attachment: &VolumeAttachment) -> Result<VolumeAttachment> {
+        let name = attachment.metadata.name.as_deref().unwrap_or_default();
+        let access = self.api("volumeattachments", "", name)?;
+        let api: Api<VolumeAttachment> = Api::all(access.client.clone());
+        let failed = |e: kube::Error| Error::ObjectUnavailable {
+            resource: "volumeattachments",
+            namespace: String::new(),
+            name: name.into(),
+            reason: e.to_string(),
+        };
+        access.runtime.block_on(async {
+            match api.create(&PostParams::default(), attachment).await {
+                Ok(created) => Ok(created),
+                // Ours from an earlier attempt (or the controller's, before the node turned self-attaching).
+                Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(name).await.map_err(failed)? {
+                    Some(existing) => Ok(existing),
+                    None => Err(Error::ObjectUnavailable {
+                        resource: "volumeattachments",
+                        namespace: String::new(),
+                        name: name.into(),
+                        reason: "deleted while being created".into(),
+                    }),
+                },
+                Err(e) => Err(failed(e)),
+            }
+        })
+    }
+
+    fn delete_volume_attachment(&self, name: &str) -> Result<Option<VolumeAttachment>> {
+        let access = self.api("volumeattachments", "", name)?;
+        let api: Api<VolumeAttachment> = Api::all(access.client.clone());
+        // `Left` is the object when it is still there (a finalizer) or, from some servers, the deleted object.
+        match access.runtime.block_on(api.delete(name, &DeleteParams::default())).map(|r| r.left()) {
+            Ok(Some(remaining))
+                if remaining.metadata.deletion_timestamp.is_some()
+                    && remaining.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty()) =>
+            {
+                Ok(Some(remaining))
+            }
+            Ok(_) => Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(Error::ObjectUnavailable {
+                resource: "volumeattachments",
+                namespace: String::new(),
+                name: name.into(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     fn attached_device_path(&self, unique_name: &str) -> Result<Option<String>> {

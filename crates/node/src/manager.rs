@@ -385,7 +385,10 @@ impl Manager {
                         true
                     }
                     Err(err) => {
-                        tracing::warn!(volume = %unique_name, "UnmountDevice failed: {err}");
+                        match &err {
+                            crate::error::Error::Detach { .. } => tracing::warn!(volume = %unique_name, "{err}"),
+                            _ => tracing::warn!(volume = %unique_name, "UnmountDevice failed: {err}"),
+                        }
                         self.stats.lock().failures += 1;
                         false
                     }

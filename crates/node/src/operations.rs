@@ -106,8 +106,9 @@ pub struct DeviceFailure {
     pub waiting: bool,
 }
 
-/// Attaches the volume (when `self_attach`) or finds the controller's attachment in node status, waits
-/// for it on this node, and mounts it at its global path (kubelet's VerifyControllerAttachedVolume or
+/// Attaches the volume (when `self_attach`: through the driver for FlexVolume, through a VolumeAttachment
+/// that the driver's external attacher acts on for CSI) or finds the controller's attachment in node
+/// status, waits for it on this node, and mounts it at its global path (kubelet's VerifyControllerAttachedVolume or
 /// AttachVolume, then WaitForAttach and MountDevice). Idempotent.
 pub fn mount_device(
     host: &Arc<dyn VolumeHost>,
@@ -131,18 +132,26 @@ pub fn mount_device(
     let device_path = if !wanted.requires_attach {
         String::new()
     } else if self_attach {
-        let Some(attacher) = plugin.as_attachable() else {
+        if let Some(attacher) = plugin.as_attachable() {
+            let path = attacher.attach(&volume.spec, host.node_name()).map_err(|e| {
+                failure(format!("AttachVolume.Attach failed for volume {name:?} : {e}"), false, Some(&e))
+            })?;
+            attached = true;
+            path
+        } else if let Some(attacher) = plugin.as_node_attachable() {
+            // The attachment object may exist after any failure (created, then not attached in time): the
+            // agent owns it from here, and detaching what is not there is success.
+            attached = true;
+            attacher
+                .attach(&volume.spec, host.as_ref())
+                .map_err(|e| failure(format!("AttachVolume.Attach failed for volume {name:?} : {e}"), true, Some(&e)))?
+        } else {
             return Err(failure(
                 format!("AttachVolume.Attach failed for volume {name:?} : plugin {} cannot attach", plugin.name()),
                 false,
                 None,
             ));
-        };
-        let path = attacher
-            .attach(&volume.spec, host.node_name())
-            .map_err(|e| failure(format!("AttachVolume.Attach failed for volume {name:?} : {e}"), false, Some(&e)))?;
-        attached = true;
-        path
+        }
     } else {
         match host.attached_device_path(unique) {
             Ok(Some(path)) => path,
@@ -188,7 +197,8 @@ pub fn mount_device(
 }
 
 /// Unmounts a device from its global path, then detaches it if the agent attached it (kubelet's
-/// UnmountDevice, then DetachVolume when controller attach/detach is disabled). Idempotent.
+/// UnmountDevice, then DetachVolume when controller attach/detach is disabled: the driver's `detach`, or
+/// deleting the CSI VolumeAttachment and waiting until it is gone). Idempotent.
 pub fn unmount_device(host: &Arc<dyn VolumeHost>, registry: &PluginRegistry, device: &ActualDevice) -> Result<()> {
     let plugin = registry.find_by_name(&device.plugin)?;
     let Some(device_plugin) = plugin.as_device() else {
@@ -198,11 +208,16 @@ pub fn unmount_device(host: &Arc<dyn VolumeHost>, registry: &PluginRegistry, dev
         device_plugin.unmount_device(&device.unique_name, &device.device_mount_path, host.as_ref())?;
     }
     if device.attached_by_agent {
-        if let Some(attacher) = plugin.as_attachable() {
+        let detached = if let Some(attacher) = plugin.as_attachable() {
             // The unique name is `<plugin>/<volume name>`, and a volume name never holds a `/`.
             let volume_name = device.unique_name.rsplit('/').next().unwrap_or_default();
-            attacher.detach(volume_name, host.node_name())?;
-        }
+            attacher.detach(volume_name, host.node_name())
+        } else if let Some(attacher) = plugin.as_node_attachable() {
+            attacher.detach(&device.unique_name, host.as_ref())
+        } else {
+            Ok(())
+        };
+        detached.map_err(|source| Error::Detach { volume: device.unique_name.clone(), source: Box::new(source) })?;
     }
     Ok(())
 }

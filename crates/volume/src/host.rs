@@ -36,6 +36,19 @@ pub trait VolumeHost: Send + Sync {
         Err(unavailable("volumeattachments", "", name))
     }
 
+    /// Creates `attachment`, or returns the VolumeAttachment of that name when one exists already (kubelet's
+    /// attacher adopts it on AlreadyExists). Only the node agent's own attach (controller attach/detach off)
+    /// writes attachments.
+    fn create_volume_attachment(&self, attachment: &VolumeAttachment) -> Result<VolumeAttachment> {
+        Err(unavailable("volumeattachments", "", attachment.metadata.name.as_deref().unwrap_or_default()))
+    }
+
+    /// Deletes the VolumeAttachment `name`: `Ok(Some(_))` with what is left while a finalizer (its attacher's)
+    /// holds it, `Ok(None)` once it is gone. Already gone is success.
+    fn delete_volume_attachment(&self, name: &str) -> Result<Option<VolumeAttachment>> {
+        Err(unavailable("volumeattachments", "", name))
+    }
+
     /// The device path this node's `status.volumesAttached` records for `unique_name`, read now; `None`
     /// while the controller has not attached it.
     fn attached_device_path(&self, unique_name: &str) -> Result<Option<String>> {

@@ -20,7 +20,7 @@ pub use error::{Error, ErrorClass, Result};
 pub use host::VolumeHost;
 pub use plugin::{
     AttachablePlugin, DeviceMountRef, DeviceVolumePlugin, ExpandablePlugin, LimitedVolume, Mounter, MounterArgs,
-    NodeExpandablePlugin, PodRef, Unmounter, VolumePlugin,
+    NodeAttachablePlugin, NodeExpandablePlugin, PodRef, Unmounter, VolumePlugin,
 };
 pub use plugins::{all_plugins, names};
 pub use registry::{PluginRegistry, PluginSource};

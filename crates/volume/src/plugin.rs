@@ -96,6 +96,13 @@ pub trait VolumePlugin: Send + Sync {
     fn as_attachable(&self) -> Option<&dyn AttachablePlugin> {
         None
     }
+
+    /// The node agent's own attach and detach through API objects (CSI: VolumeAttachments), used when
+    /// controller attach/detach is off; plugins whose driver attaches (flexVolume) are
+    /// [`VolumePlugin::as_attachable`] instead.
+    fn as_node_attachable(&self) -> Option<&dyn NodeAttachablePlugin> {
+        None
+    }
 }
 
 /// A device mount found on disk, for reconstruction after a restart.
@@ -198,6 +205,21 @@ pub trait AttachablePlugin: Send + Sync {
 
     /// Detaches the volume named `volume_name` (see [`AttachablePlugin::volume_name_for_attach`]) from `node`.
     fn detach(&self, volume_name: &str, node: &str) -> Result<()>;
+}
+
+/// Attach and detach as kubelet runs them itself with `--enable-controller-attach-detach=false`, for plugins
+/// that attach through objects the [`VolumeHost`] writes (kubelet's `csiAttacher` Attach and Detach): the
+/// external attacher of the driver does the attaching, the plugin asks for it and waits. Both may block up to
+/// the plugin's limit and are idempotent.
+pub trait NodeAttachablePlugin: Send + Sync {
+    /// Asks for the volume to be attached to the host's node and waits until it is; returns the device path
+    /// to hand [`DeviceVolumePlugin::wait_for_attach`]. After an error the attachment may exist: the caller
+    /// detaches it once nobody wants the volume.
+    fn attach(&self, spec: &VolumeSpec, host: &dyn VolumeHost) -> Result<String>;
+
+    /// Asks for the volume of `unique_name` (as [`DeviceVolumePlugin::unique_name`]) to be detached from the
+    /// host's node and waits until it is. Not attached is success.
+    fn detach(&self, unique_name: &str, host: &dyn VolumeHost) -> Result<()>;
 }
 
 /// Sets one volume up for one pod.

@@ -28,6 +28,26 @@ pub mod names {
     pub const NFS: &str = "kubernetes.io/nfs";
     /// local.
     pub const LOCAL: &str = "kubernetes.io/local-volume";
+
+    /// Splits a unique volume name (`<plugin name>/<volume name>`) into the plugin name (its first two
+    /// `/`-separated parts) and the plugin's volume name (the rest), as `util.SplitUniqueName` does; `None`
+    /// when there are fewer than three parts.
+    pub fn split_unique_name(unique: &str) -> Option<(&str, &str)> {
+        let first = unique.find('/')?;
+        let second = first + 1 + unique[first + 1..].find('/')?;
+        Some((&unique[..second], &unique[second + 1..]))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn unique_names_split_after_the_second_slash() {
+            use super::split_unique_name;
+            assert_eq!(split_unique_name("flexvolume-k8s/loop/vol1"), Some(("flexvolume-k8s/loop", "vol1")));
+            assert_eq!(split_unique_name("kubernetes.io/csi/d^a/b"), Some(("kubernetes.io/csi", "d^a/b")));
+            assert_eq!(split_unique_name("a/b"), None);
+        }
+    }
 }
 
 /// Every in-tree plugin, for [`crate::PluginRegistry::with`].

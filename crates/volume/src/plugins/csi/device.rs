@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use kvol_csi::v1::NodeStageVolumeRequest;
 
@@ -12,8 +11,8 @@ use super::block;
 use super::mounter::remove_mount_dir;
 use super::names::{self, VolumeData};
 use super::{
-    attach_required, capability, csi_access_mode, csi_driver, persistent_ids, publish_context, secret_data, CsiError,
-    CsiPlugin, Source, CSI_PLUGIN_NAME,
+    attach_required, capability, csi_access_mode, csi_driver, persistent_ids, publish_context, secret_data, CsiPlugin,
+    Source, CSI_PLUGIN_NAME,
 };
 use crate::error::{Error, ErrorClass, Result};
 use crate::host::VolumeHost;
@@ -51,32 +50,8 @@ impl DeviceVolumePlugin for CsiPlugin {
             return Ok(String::new());
         }
         let name = names::attachment_name(handle, driver, host.node_name());
-        let deadline = Instant::now() + self.config.attach_wait;
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let failure = |reason: String| CsiError::Attach { attachment: name.clone(), volume: handle.into(), reason };
-            let reason = match host.volume_attachment(&name)? {
-                None => "no VolumeAttachment found".to_string(),
-                Some(va) if va.metadata.deletion_timestamp.is_some() => {
-                    return Err(failure("volume attachment is being deleted".into()).into())
-                }
-                Some(va) => {
-                    let status = va.status.unwrap_or_default();
-                    if status.attached {
-                        return Ok(name);
-                    }
-                    if let Some(message) = status.attach_error.and_then(|e| e.message) {
-                        return Err(failure(message).into());
-                    }
-                    "not attached yet".to_string()
-                }
-            };
-            if Instant::now() + pause > deadline {
-                return Err(failure(format!("{reason} after {:?}", self.config.attach_wait)).into());
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
+        super::attacher::wait_attached(host, &name, handle, self.config.attach_wait)?;
+        Ok(name)
     }
 
     fn device_mount_path(&self, spec: &VolumeSpec, host: &dyn VolumeHost) -> Result<PathBuf> {

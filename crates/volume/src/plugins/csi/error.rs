@@ -23,6 +23,9 @@ pub enum CsiError {
     /// The volume's VolumeAttachment is not (yet) attached, failed, or is being deleted.
     #[error("volume {volume} is not attached for volume attachment {attachment}: {reason}")]
     Attach { attachment: String, volume: String, reason: String },
+    /// The volume's VolumeAttachment is not gone: its attacher reported a `detachError`, or has not finished.
+    #[error("volume {volume} is not detached for volume attachment {attachment}: {reason}")]
+    Detach { attachment: String, volume: String, reason: String },
     /// The CSIDriver object does not allow the volume's lifecycle mode (an inline volume needs
     /// `Ephemeral` in `volumeLifecycleModes`), or cannot be read.
     #[error("CSI driver {driver}: {reason}")]

@@ -17,6 +17,7 @@
 //! (kubelet's `isFinalError`: Cancelled, DeadlineExceeded, Unavailable, ResourceExhausted, Aborted), is
 //! reported as *uncertain*, so the agent checks and repeats or undoes it.
 
+mod attacher;
 mod block;
 mod client;
 mod device;
@@ -41,8 +42,8 @@ pub use drivers::{highest_supported_version, CsiDrivers, DriverInfo, NodeCapabil
 pub use error::CsiError;
 pub use names::{
     attachment_name, block_data_dir, block_global_map_path, block_publish_dir, block_publish_path, block_staging_path,
-    block_volume_dir, device_mount_path, ephemeral_volume_handle, pod_device_link, pod_mount_path, unique_name,
-    VolumeData, VOL_DATA_FILE,
+    block_volume_dir, device_mount_path, ephemeral_volume_handle, pod_device_link, pod_mount_path, split_unique_name,
+    unique_name, VolumeData, VOL_DATA_FILE,
 };
 pub use stats::{volume_stats, VolumeStats};
 
@@ -348,6 +349,10 @@ impl VolumePlugin for CsiPlugin {
     }
 
     fn as_device(&self) -> Option<&dyn DeviceVolumePlugin> {
+        Some(self)
+    }
+
+    fn as_node_attachable(&self) -> Option<&dyn crate::plugin::NodeAttachablePlugin> {
         Some(self)
     }
 }

@@ -101,6 +101,17 @@ pub fn unique_name(driver: &str, volume_handle: &str) -> String {
     format!("{CSI_PLUGIN_NAME}/{driver}{VOLUME_NAME_SEP}{volume_handle}")
 }
 
+/// The driver and volume handle of a CSI unique name (the inverse of [`unique_name`]); `None` if it is not
+/// one.
+pub fn split_unique_name(unique: &str) -> Option<(&str, &str)> {
+    let (plugin, volume) = crate::plugins::names::split_unique_name(unique)?;
+    if plugin != CSI_PLUGIN_NAME {
+        return None;
+    }
+    let (driver, handle) = volume.split_once(VOLUME_NAME_SEP)?;
+    (!driver.is_empty() && !handle.is_empty()).then_some((driver, handle))
+}
+
 /// The contents of a `vol_data.json`: a flat JSON object of strings, under kubelet's keys. Keys kvol
 /// does not know (`seLinuxMountContext`) are kept, so a file kubelet wrote survives a rewrite.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -207,6 +218,7 @@ mod tests {
             "csi-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
             "sha256(\"abc\") from FIPS 180-2"
         );
+        assert_ne!(attachment_name("vol-1", "csi.kvol.io", "n1"), attachment_name("vol-1", "csi.kvol.io", "n2"));
     }
 
     #[test]
@@ -223,6 +235,9 @@ mod tests {
             Path::new("/r/pods/uid/volumes/kubernetes.io~csi/pv-1/mount")
         );
         assert_eq!(unique_name("csi.kvol.io", "h/1"), "kubernetes.io/csi/csi.kvol.io^h/1");
+        assert_eq!(split_unique_name("kubernetes.io/csi/csi.kvol.io^h/1"), Some(("csi.kvol.io", "h/1")));
+        assert_eq!(split_unique_name("flexvolume-k8s/loop/vol1"), None);
+        assert_eq!(split_unique_name("kubernetes.io/csi/^h"), None);
     }
 
     #[test]
