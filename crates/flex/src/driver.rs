@@ -334,10 +334,7 @@ fn drain(mut reader: &std::io::PipeReader, out: &mut Vec<u8>) -> std::io::Result
     loop {
         match reader.read(&mut chunk) {
             Ok(0) => return Ok(Drained::Closed),
-            Ok(n) => {
-                let room = MAX_OUTPUT.saturating_sub(out.len());
-                out.extend_from_slice(&chunk[..n.min(room)]);
-            }
+            Ok(n) => push_capped(out, &chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Drained::Open),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -352,9 +349,14 @@ async fn read_capped(receiver: &mut tokio::net::unix::pipe::Receiver, out: &mut 
         if n == 0 {
             return Ok(());
         }
-        let room = MAX_OUTPUT.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..n.min(room)]);
+        push_capped(out, &chunk[..n]);
     }
+}
+
+/// Appends what fits under [`MAX_OUTPUT`]; the rest is dropped (and the output then fails to parse).
+fn push_capped(out: &mut Vec<u8>, data: &[u8]) {
+    let room = MAX_OUTPUT.saturating_sub(out.len());
+    out.extend_from_slice(&data[..data.len().min(room)]);
 }
 
 fn shown(output: &[u8]) -> String {

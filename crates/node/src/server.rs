@@ -75,16 +75,12 @@ pub fn summary(manager: &Manager) -> Value {
     })
 }
 
-/// The claim behind the pod's volume `name` (a `persistentVolumeClaim`, or the `<pod>-<volume>` claim of a
-/// generic ephemeral volume), as `(namespace, claim)`.
+/// The claim behind the pod's volume `name`, as `(namespace, claim)`. (Generic ephemeral volumes, whose
+/// claims kubelet also names, are not mounted by this agent, so they never have stats here.)
 fn claim_of(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> Option<(String, String)> {
     let volume = pod.spec.as_ref()?.volumes.as_ref()?.iter().find(|v| v.name == name)?;
-    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    if let Some(claim) = &volume.persistent_volume_claim {
-        return Some((namespace, claim.claim_name.clone()));
-    }
-    volume.ephemeral.as_ref()?;
-    Some((namespace, format!("{}-{}", pod.metadata.name.as_deref().unwrap_or_default(), name)))
+    let claim = volume.persistent_volume_claim.as_ref()?;
+    Some((pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()), claim.claim_name.clone()))
 }
 
 /// kubelet's `VolumeStats`: `FsStats` inline, the name, `pvcRef`, and `volumeHealthStats` when the driver
@@ -115,4 +111,47 @@ fn volume_stats(name: &str, claim: Option<(String, String)>, measured: &Measured
         out.insert("volumeHealthStats".into(), json!({ "abnormal": true }));
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvol_volume::plugins::csi::VolumeStats;
+
+    fn measured(stats: VolumeStats) -> Measured {
+        Measured { stats, time: "2026-11-21T06:30:00.123Z".parse().unwrap() }
+    }
+
+    #[test]
+    fn volume_stats_read_as_kubelets_fs_stats_with_the_claim_and_health() {
+        let m = measured(VolumeStats {
+            capacity_bytes: Some(100),
+            used_bytes: Some(40),
+            available_bytes: Some(60),
+            inodes: Some(10),
+            inodes_used: Some(4),
+            inodes_free: Some(6),
+            abnormal: Some("disk on fire".into()),
+        });
+        assert_eq!(
+            volume_stats("data", Some(("ns".into(), "c1".into())), &m),
+            json!({
+                "time": "2026-11-21T06:30:00Z",
+                "availableBytes": 60, "capacityBytes": 100, "usedBytes": 40,
+                "inodesFree": 6, "inodes": 10, "inodesUsed": 4,
+                "name": "data",
+                "pvcRef": {"name": "c1", "namespace": "ns"},
+                "volumeHealthStats": {"abnormal": true},
+            })
+        );
+    }
+
+    #[test]
+    fn missing_and_negative_figures_are_left_out_and_a_healthy_inline_volume_has_no_extras() {
+        let m = measured(VolumeStats { capacity_bytes: Some(100), used_bytes: Some(-1), ..Default::default() });
+        assert_eq!(
+            volume_stats("scratch", None, &m),
+            json!({"time": "2026-11-21T06:30:00Z", "capacityBytes": 100, "name": "scratch"})
+        );
+    }
 }

@@ -116,14 +116,11 @@ impl CArgs {
 fn init_reply(args: &CArgs) -> Option<&'static [u8]> {
     let argv0 = args.get(0)?.to_bytes();
     let argv0 = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
-    let (driver, command) = match reply::init_line(argv0) {
-        Some(_) => (argv0, 1),
-        None => (args.get(1)?.to_bytes(), 2),
+    let (line, command) = match reply::init_line(argv0) {
+        Some(line) => (line, 1),
+        None => (reply::init_line(args.get(1)?.to_bytes())?, 2),
     };
-    if args.len() != command + 1 || args.get(command)?.to_bytes() != b"init" {
-        return None;
-    }
-    reply::init_line(driver)
+    (args.len() == command + 1 && args.get(command)?.to_bytes() == b"init").then_some(line)
 }
 
 /// Runs one invocation and returns the exit status.
