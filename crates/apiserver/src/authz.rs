@@ -287,6 +287,7 @@ mod tests {
             advertise_address: String::new(),
             bookmark_interval: std::time::Duration::from_secs(1),
             watch_timeout: std::time::Duration::from_secs(1),
+            limits: Default::default(),
         };
         Fixture { state, _dir: dir }
     }

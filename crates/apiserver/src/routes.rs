@@ -112,12 +112,16 @@ fn is_true(v: Option<&String>) -> bool {
     matches!(v.map(String::as_str), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
 }
 
-/// Answer one request (after the connection's transport is known).
-pub async fn handle(state: ApiState, transport: Transport, req: Request<Body>) -> Response {
-    let user = match transport {
+/// Who sent a request: the local socket's admin, or the user of its bearer token (None: anonymous).
+pub fn authenticate(state: &ApiState, transport: Transport, headers: &http::HeaderMap) -> Option<User> {
+    match transport {
         Transport::Unix => Some(User::local_admin()),
-        Transport::Tls => bearer(&state.tokens, req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
-    };
+        Transport::Tls => bearer(&state.tokens, headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
+    }
+}
+
+/// Answer one request from `user` (see [`authenticate`]); anonymous requests get 401.
+pub async fn handle(state: ApiState, user: Option<User>, req: Request<Body>) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let Some(user) = user else {
@@ -305,9 +309,10 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
                     send_initial_events: is_true(query.get("sendInitialEvents")),
                     output,
                     include_object,
+                    budget: state.limits.watch,
                 };
-                let rx = crate::watch::start(state, resource, ns, options, watch)?;
-                let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>);
+                let body = crate::watch::start(state, resource, ns, options, watch)?;
+                let stream = body.map(Ok::<Bytes, std::convert::Infallible>);
                 let mut r = Response::new(Body::from_stream(stream));
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));

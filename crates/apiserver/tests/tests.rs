@@ -2,6 +2,7 @@
 //! talks to it as Kubernetes clients do, with the `kube` crate's typed API and with raw requests for input no
 //! typed client would send.
 
+mod hardening;
 mod util;
 
 use futures::StreamExt;
