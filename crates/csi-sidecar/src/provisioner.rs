@@ -17,6 +17,7 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostPa
 use kube::{Api, ResourceExt};
 use kvol_api::names::{ANN_BETA_STORAGE_PROVISIONER, ANN_PROVISIONED_BY, ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER};
 use kvol_csi::v1::{CreateVolumeRequest, DeleteVolumeRequest, Topology, TopologyRequirement};
+use kvol_runtime::WorkQueue;
 
 use crate::capability::{self, Access};
 use crate::error::{Error, Result};
@@ -141,7 +142,7 @@ pub async fn sync_claim(ctx: Arc<Ctx>, key: String) {
 }
 
 /// Requeues `key` with backoff unless it failed `threshold` times already (0 = retry forever).
-fn retry(queue: &Arc<crate::queue::Queue>, key: &str, threshold: u32, error: &Error, what: &str) {
+fn retry(queue: &WorkQueue<String>, key: &str, threshold: u32, error: &Error, what: &str) {
     let failures = queue.failures(key);
     if threshold == 0 || failures < threshold {
         let n = queue.add_rate_limited(key);

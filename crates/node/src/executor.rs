@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use kvol_runtime::Backoff;
 use parking_lot::Mutex;
 
 /// kubelet's `initialDurationBeforeRetry`.
@@ -40,8 +41,7 @@ pub struct Executor {
 
 /// The backoff after `failures` consecutive failures.
 pub fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    INITIAL_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF)
+    Backoff { base: INITIAL_BACKOFF, max: MAX_BACKOFF }.delay(failures)
 }
 
 impl Executor {
