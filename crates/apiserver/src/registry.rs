@@ -45,6 +45,10 @@ pub fn store_error(resource: &Resource, name: &str, e: StoreError) -> ApiError {
         StoreError::Compacted { requested, compacted } => {
             ApiError::gone(format!("too old resource version: {requested} ({compacted})"))
         }
+        StoreError::Full { .. } => ApiError::insufficient_storage(format!(
+            "{} {name:?} was not written: the store is full (its database or disk has no room left); nothing was changed",
+            crate::status::qualified(resource)
+        )),
         other => ApiError::internal(other.to_string()),
     }
 }

@@ -159,6 +159,12 @@ impl ApiError {
         Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
     }
 
+    /// 507 when the store has no room for a write (kube-apiserver answers etcd's "database space exceeded"
+    /// with a 500; 507 says what it is, and clients treat it as a server error all the same).
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        Self::new(507, "InsufficientStorage", message)
+    }
+
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)

@@ -2499,3 +2499,36 @@ async fn kubectl_get_raw_reads_a_nodes_stats_summary_through_the_proxy() {
     let body: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
     assert_eq!(body["node"]["nodeName"], "n1", "{body}");
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Issue 17: hardening under abuse
+
+/// Issue 17, defect 8: with its disk full the server answered 500 `corrupt store: …`. It answers 507 saying
+/// the store is full, naming the object, and keeps everything it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_507_store_full_and_loses_nothing() {
+    let dir = tempfile::Builder::new().prefix("kvol-apiserver-test-").tempdir().unwrap();
+    let Some(_tmpfs) = util::Tmpfs::mount(&dir.path().join("data"), "6m") else { return };
+    let server = Server::start_in(dir, |_| {}).await;
+    let data: String = "x".repeat(256 * 1024);
+    let mut created = Vec::new();
+    let refused = loop {
+        assert!(created.len() < 100, "6 MiB held {} configmaps of 256 KiB", created.len());
+        let name = format!("big-{}", created.len());
+        let a = server.json("POST", CMS, &json!({"metadata": {"name": name}, "data": {"d": data}})).await;
+        if a.code != 201 {
+            break (name, a);
+        }
+        created.push(name);
+    };
+    let (name, a) = refused;
+    let s = a.assert_failure(507, &format!(r#"configmaps "{name}" was not written: the store is full"#));
+    assert!(!s["message"].as_str().unwrap_or("").contains("corrupt"), "{s}");
+    server.assert_alive().await;
+    assert_eq!(server.get(&format!("{CMS}/{name}")).await.code, 404, "the refused object is not there");
+    for name in &created {
+        let a = server.get(&format!("{CMS}/{name}")).await;
+        assert_eq!(a.code, 200, "{name}: {a:?}");
+        assert_eq!(a.json()["data"]["d"].as_str().map(str::len), Some(data.len()), "{name}");
+    }
+}

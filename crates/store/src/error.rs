@@ -53,6 +53,13 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The disk (or file system) holding the database is full: the write was rolled back and nothing of it
+    /// was applied. It can be retried once space is freed.
+    #[error("store is full: write of {key:?} not committed: the database or its disk is full")]
+    Full {
+        /// The key written.
+        key: String,
+    },
     /// The database holds something this version cannot read.
     #[error("corrupt store: {0}")]
     Corrupt(String),

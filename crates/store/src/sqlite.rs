@@ -364,7 +364,8 @@ impl Writer {
                 Outcome::Done(r) => r,
                 Outcome::Pending(kv) => match &failure {
                     None => Ok(kv),
-                    Some(message) => Err(Error::Corrupt(format!("write of {:?} not committed: {message}", kv.key))),
+                    Some(e) if is_disk_full(e) => Err(Error::Full { key: kv.key }),
+                    Some(e) => Err(Error::Corrupt(format!("write of {:?} not committed: {e}", kv.key))),
                 },
             };
             // The caller may have gone away; the write stands either way.
@@ -372,7 +373,7 @@ impl Writer {
         }
     }
 
-    fn persist(&mut self, events: &[Event], revision: i64) -> Result<(), String> {
+    fn persist(&mut self, events: &[Event], revision: i64) -> rusqlite::Result<()> {
         let run = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             {
@@ -415,9 +416,12 @@ impl Writer {
             }
             tx.commit()
         };
-        run(&mut self.conn).map_err(|e| {
-            tracing::error!(error = %e, "store commit failed");
-            e.to_string()
+        run(&mut self.conn).inspect_err(|e| {
+            if is_disk_full(e) {
+                tracing::error!(error = %e, "store commit refused: the database or its disk is full");
+            } else {
+                tracing::error!(error = %e, "store commit failed");
+            }
         })
     }
 
@@ -465,6 +469,11 @@ impl Writer {
             }
         }
     }
+}
+
+/// SQLITE_FULL: no room on the disk (ENOSPC) or past `max_page_count`. The transaction is rolled back.
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 fn check(key: &str, current: Option<&KeyValue>, precondition: Precondition) -> Result<()> {
