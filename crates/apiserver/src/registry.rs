@@ -27,13 +27,15 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
-/// Options common to writes (query parameters).
+/// Options common to writes (query parameters, and who asks).
 #[derive(Debug, Clone, Copy)]
-pub struct WriteOptions {
+pub struct WriteOptions<'a> {
     /// `?fieldValidation=`.
     pub field_validation: FieldValidation,
     /// `?dryRun=All`: run everything but the store write.
     pub dry_run: bool,
+    /// The node agent making the request, if it is one: NodeRestriction limits what it may write.
+    pub acting_node: Option<&'a str>,
 }
 
 /// Map a store error for one object to kube's error.
@@ -89,7 +91,7 @@ fn parse_rv(rv: &str) -> Result<i64, ApiError> {
 fn decode_body<T: ApiObject>(
     resource: &Resource,
     body: Value,
-    opts: &WriteOptions,
+    opts: &WriteOptions<'_>,
 ) -> Result<(T, Vec<String>), ApiError> {
     let (obj, unknown) = decode_typed::<T>(resource, body)?;
     let mut warnings = Vec::new();
@@ -111,6 +113,20 @@ fn decode_body<T: ApiObject>(
 
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
+/// Give a create body carrying only `metadata.generateName` its generated `metadata.name`, before it is
+/// authorized: a create is authorized on the name the object will have (NodeRestriction).
+pub fn resolve_generate_name(body: &mut Value) {
+    let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    let named = meta.get("name").is_some_and(|n| !n.is_null() && n.as_str() != Some(""));
+    if named {
+        return;
+    }
+    if let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+        let name = generate_name(base);
+        meta.insert("name".into(), Value::String(name));
+    }
+}
+
 fn generate_name(base: &str) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
@@ -127,7 +143,7 @@ pub async fn create<T: ApiObject>(
     resource: &'static Resource,
     namespace: Option<&str>,
     body: Value,
-    opts: WriteOptions,
+    opts: WriteOptions<'_>,
 ) -> Result<Written, ApiError> {
     let (mut obj, warnings) = decode_body::<T>(resource, body, &opts)?;
     if obj.metadata().resource_version.as_deref().is_some_and(|rv| !rv.is_empty()) {
@@ -165,6 +181,9 @@ pub async fn create<T: ApiObject>(
     obj.prepare_create();
     obj.default_fields();
     admission::admit_create(state, resource, &mut obj).await?;
+    if let Some(node) = opts.acting_node {
+        admission::node_restriction(node, &obj, None)?;
+    }
     let name = obj.metadata().name.clone().unwrap_or_default();
     let errors = obj.validate_new();
     if !errors.is_empty() {
@@ -202,7 +221,7 @@ pub async fn update<T: ApiObject>(
     name: &str,
     body: Value,
     part: Part,
-    opts: WriteOptions,
+    opts: WriteOptions<'_>,
 ) -> Result<Written, ApiError> {
     let (obj, warnings) = decode_body::<T>(resource, body, &opts)?;
     let key = resource.key(namespace, name);
@@ -236,7 +255,7 @@ async fn write_update<T: ApiObject>(
     mut obj: T,
     current: &KeyValue,
     part: Part,
-    opts: WriteOptions,
+    opts: WriteOptions<'_>,
     unconditional: bool,
 ) -> Result<Written, ApiError> {
     let old: T = decode_stored(current)?;
@@ -319,6 +338,9 @@ async fn write_update<T: ApiObject>(
         }
     }
     obj.default_fields();
+    if let Some(node) = opts.acting_node {
+        admission::node_restriction(node, &obj, Some(&old))?;
+    }
     if spec_changed(&obj, &old) {
         let g = old.metadata().generation.unwrap_or(1) + 1;
         obj.metadata_mut().generation = Some(g);
@@ -380,7 +402,7 @@ pub async fn patch<T: ApiObject>(
     patch: Bytes,
     patch_type: PatchType,
     part: Part,
-    opts: WriteOptions,
+    opts: WriteOptions<'_>,
 ) -> Result<Written, ApiError> {
     let key = resource.key(namespace, name);
     for _attempt in 0..CONFLICT_RETRIES {

@@ -253,12 +253,14 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
         // A create is authorized by the name in its body (NodeRestriction: a node creates only itself).
         let limited = http_body_util::Limited::new(body.take().unwrap_or_default(), MAX_BODY_BYTES);
         let bytes = limited.collect().await.map(|c| c.to_bytes()).map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
-        let value = parse_body(content_type.as_deref(), &bytes)?;
+        let mut value = parse_body(content_type.as_deref(), &bytes)?;
+        registry::resolve_generate_name(&mut value);
         created = Some((bytes, value));
     }
+    // The name the object will have (generateName resolved above): none at all is authorized as none.
     let create_name = created.as_ref().and_then(|(_, v)| v["metadata"]["name"].as_str().map(str::to_string));
-    if create_name.is_some() {
-        attributes.name = create_name.as_deref();
+    if verb == Verb::Create {
+        attributes.name = create_name.as_deref().filter(|n| !n.is_empty());
     }
     authorize(state, user, &attributes)?;
     let body = body.unwrap_or_default();
@@ -270,6 +272,7 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
         Ok(WriteOptions {
             field_validation: FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?,
             dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+            acting_node: crate::authz::node_of(user),
         })
     };
     let include_object = match query.get("includeObject").map(String::as_str) {

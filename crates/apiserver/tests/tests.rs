@@ -2532,3 +2532,82 @@ async fn a_full_disk_answers_507_store_full_and_loses_nothing() {
         assert_eq!(a.json()["data"]["d"].as_str().map(str::len), Some(data.len()), "{name}");
     }
 }
+
+/// Issue 17, defect 4: a node credential created other Nodes and CSINodes through `generateName` (the create
+/// was authorized by `metadata.name`, and none counted as the node's own), and could label itself with a role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_creates_only_its_own_node_and_csinode_and_may_not_give_itself_a_role() {
+    let server = Server::start().await;
+    let token = server.node_token("vm").await;
+    let vm = server.client_with_token(Some(&token)).await;
+    let yaml = "apiVersion: v1\nkind: Node\nmetadata:\n  generateName: evil-\n";
+    let a = util::send(&vm, "POST", "/api/v1/nodes", Some("application/yaml"), yaml.into()).await;
+    a.assert_failure(403, r#"is forbidden: User "system:node:vm" cannot create resource "nodes""#);
+    a.assert_failure(403, r#"node "vm" is not allowed to modify node "evil-"#);
+    let csinode = json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"generateName": "x-"},
+                         "spec": {"drivers": []}});
+    let a = util::send(
+        &vm,
+        "POST",
+        "/apis/storage.k8s.io/v1/csinodes",
+        Some("application/json"),
+        csinode.to_string().into(),
+    )
+    .await;
+    a.assert_failure(403, "can only access CSINode with the same name as the requesting node");
+    // A name in a field selector is no name for a create either.
+    let a = util::send(
+        &vm,
+        "POST",
+        "/api/v1/nodes?fieldSelector=metadata.name%3Dvm",
+        Some("application/yaml"),
+        yaml.into(),
+    )
+    .await;
+    assert_eq!(a.code, 403, "{a:?}");
+    let nodes = server.get("/api/v1/nodes").await.json();
+    assert_eq!(nodes["items"].as_array().map(Vec::len), Some(0), "nothing was created: {nodes}");
+
+    let own = |labels: Value| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "vm", "labels": labels}});
+    let a = util::send(
+        &vm,
+        "POST",
+        "/api/v1/nodes",
+        Some("application/json"),
+        own(json!({"node-role.kubernetes.io/control-plane": ""})).to_string().into(),
+    )
+    .await;
+    a.assert_failure(
+        403,
+        r#"nodes "vm" is forbidden: node "vm" is not allowed to set the following labels: node-role.kubernetes.io/control-plane"#,
+    );
+    let kubelet_labels = json!({"kubernetes.io/hostname": "vm", "kubernetes.io/os": "linux", "example.com/rack": "r1"});
+    let a = util::send(&vm, "POST", "/api/v1/nodes", Some("application/json"), own(kubelet_labels).to_string().into())
+        .await;
+    assert_eq!(a.code, 201, "a node registers itself with kubelet's labels: {a:?}");
+    let patch = json!({"metadata": {"labels": {"node-restriction.kubernetes.io/pool": "secure"}}});
+    let a =
+        util::send(&vm, "PATCH", "/api/v1/nodes/vm", Some("application/merge-patch+json"), patch.to_string().into())
+            .await;
+    a.assert_failure(
+        403,
+        r#"nodes "vm" is forbidden: is not allowed to modify labels: node-restriction.kubernetes.io/pool"#,
+    );
+    // The admin may set a role; the node keeps it through its own updates but may not remove it.
+    let role = json!({"metadata": {"labels": {"node-role.kubernetes.io/worker": ""}}});
+    assert_eq!(server.json("PATCH", "/api/v1/nodes/vm", &role).await.code, 200);
+    let mine = json!({"metadata": {"labels": {"example.com/rack": "r2"}}});
+    let a = util::send(&vm, "PATCH", "/api/v1/nodes/vm", Some("application/merge-patch+json"), mine.to_string().into())
+        .await;
+    assert_eq!(a.code, 200, "{a:?}");
+    let drop_role = json!({"metadata": {"labels": {"node-role.kubernetes.io/worker": null}}});
+    let a = util::send(
+        &vm,
+        "PATCH",
+        "/api/v1/nodes/vm",
+        Some("application/merge-patch+json"),
+        drop_role.to_string().into(),
+    )
+    .await;
+    a.assert_failure(403, "is not allowed to modify labels: node-role.kubernetes.io/worker");
+}
