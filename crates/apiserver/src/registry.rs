@@ -6,7 +6,7 @@
 //! etcd) and answered with it spliced in.
 
 use crate::admission;
-use crate::codec::{decode_typed, strict_error, with_resource_version, FieldValidation};
+use crate::codec::{decode_typed, strict_error, strict_problems, with_resource_version, Body, FieldValidation};
 use crate::object::ApiObject;
 use crate::patch::{apply_patch, PatchType};
 use crate::status::ApiError;
@@ -87,18 +87,20 @@ fn parse_rv(rv: &str) -> Result<i64, ApiError> {
     })
 }
 
-/// Decode a body into `T`, applying the field validation mode.
+/// Decode a body into `T`, applying the field validation mode to its unknown and duplicated fields.
 fn decode_body<T: ApiObject>(
     resource: &Resource,
     body: Value,
+    duplicates: &[String],
     opts: &WriteOptions<'_>,
 ) -> Result<(T, Vec<String>), ApiError> {
     let (obj, unknown) = decode_typed::<T>(resource, body)?;
     let mut warnings = Vec::new();
-    if !unknown.is_empty() {
+    if !unknown.is_empty() || !duplicates.is_empty() {
+        let problems = strict_problems(&unknown, duplicates);
         match opts.field_validation {
-            FieldValidation::Strict => return Err(strict_error(resource, &unknown)),
-            FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
+            FieldValidation::Strict => return Err(strict_error(resource, &problems)),
+            FieldValidation::Warn => warnings = problems,
             FieldValidation::Ignore => {}
         }
     }
@@ -142,10 +144,10 @@ pub async fn create<T: ApiObject>(
     state: &ApiState,
     resource: &'static Resource,
     namespace: Option<&str>,
-    body: Value,
+    body: Body,
     opts: WriteOptions<'_>,
 ) -> Result<Written, ApiError> {
-    let (mut obj, warnings) = decode_body::<T>(resource, body, &opts)?;
+    let (mut obj, warnings) = decode_body::<T>(resource, body.value, &body.duplicates, &opts)?;
     if obj.metadata().resource_version.as_deref().is_some_and(|rv| !rv.is_empty()) {
         // kube-apiserver's storage refuses this (storage.ErrResourceVersionSetOnCreate).
         return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
@@ -219,11 +221,11 @@ pub async fn update<T: ApiObject>(
     resource: &'static Resource,
     namespace: Option<&str>,
     name: &str,
-    body: Value,
+    body: Body,
     part: Part,
     opts: WriteOptions<'_>,
 ) -> Result<Written, ApiError> {
-    let (obj, warnings) = decode_body::<T>(resource, body, &opts)?;
+    let (obj, warnings) = decode_body::<T>(resource, body.value, &body.duplicates, &opts)?;
     let key = resource.key(namespace, name);
     // Without a resourceVersion the update is unconditional: a race lost to another write is retried.
     let pinned = obj.metadata().resource_version.as_deref().is_some_and(|rv| !rv.is_empty());
@@ -418,7 +420,7 @@ pub async fn patch<T: ApiObject>(
             err
         })?;
         let pinned = patched["metadata"]["resourceVersion"] != original["metadata"]["resourceVersion"];
-        let (obj, warnings) = decode_body::<T>(resource, patched, &opts)?;
+        let (obj, warnings) = decode_body::<T>(resource, patched, &[], &opts)?;
         match write_update(state, resource, namespace, name, obj, &current, part, opts, true).await {
             Err(e) if !pinned && lost_race(&e) => continue,
             Ok(w) => return Ok(Written { warnings, ..w }),

@@ -5,7 +5,9 @@
 
 use crate::auth::{bearer, Transport, User};
 use crate::authz::{authorize, Attributes, Verb};
-use crate::codec::{negotiate, parse_body, FieldValidation, Output, MAX_BODY_BYTES};
+use crate::codec::{
+    negotiate, parse_body, parse_body_checked, Body as ParsedBody, FieldValidation, Output, MAX_BODY_BYTES,
+};
 use crate::patch::PatchType;
 use crate::read::{check_field_selector, ListOptions};
 use crate::registry::{self, DeleteOptions, Part, WriteOptions, Written};
@@ -241,7 +243,7 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
         }
     });
     let mut body = Some(body);
-    let mut created: Option<(Bytes, Value)> = None;
+    let mut created: Option<ParsedBody> = None;
     let mut attributes = Attributes {
         verb,
         resource,
@@ -253,12 +255,12 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
         // A create is authorized by the name in its body (NodeRestriction: a node creates only itself).
         let limited = http_body_util::Limited::new(body.take().unwrap_or_default(), MAX_BODY_BYTES);
         let bytes = limited.collect().await.map(|c| c.to_bytes()).map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
-        let mut value = parse_body(content_type.as_deref(), &bytes)?;
-        registry::resolve_generate_name(&mut value);
-        created = Some((bytes, value));
+        let mut parsed = parse_body_checked(content_type.as_deref(), &bytes)?;
+        registry::resolve_generate_name(&mut parsed.value);
+        created = Some(parsed);
     }
     // The name the object will have (generateName resolved above): none at all is authorized as none.
-    let create_name = created.as_ref().and_then(|(_, v)| v["metadata"]["name"].as_str().map(str::to_string));
+    let create_name = created.as_ref().and_then(|b| b.value["metadata"]["name"].as_str().map(str::to_string));
     if verb == Verb::Create {
         attributes.name = create_name.as_deref().filter(|n| !n.is_empty());
     }
@@ -336,22 +338,19 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
             Ok(json_response(200, body))
         }
         (Method::POST, None) => {
-            let (_, value) = created.ok_or_else(|| ApiError::internal("create body not read"))?;
+            let body = created.ok_or_else(|| ApiError::internal("create body not read"))?;
             let opts = write_options()?;
-            let w = dispatch!(
-                resource.kind,
-                registry::create(state, resource, ns, value, opts),
-                Err(ApiError::no_route())
-            )?;
+            let w =
+                dispatch!(resource.kind, registry::create(state, resource, ns, body, opts), Err(ApiError::no_route()))?;
             Ok(written_response(w))
         }
         (Method::PUT, Some(name)) => {
             let bytes = read_body().await?;
-            let value = parse_body(content_type.as_deref(), &bytes)?;
+            let body = parse_body_checked(content_type.as_deref(), &bytes)?;
             let opts = write_options()?;
             let w = dispatch!(
                 resource.kind,
-                registry::update(state, resource, ns, name, value, part, opts),
+                registry::update(state, resource, ns, name, body, part, opts),
                 Err(ApiError::no_route())
             )?;
             Ok(written_response(w))

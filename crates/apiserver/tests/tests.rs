@@ -2611,3 +2611,44 @@ async fn a_node_creates_only_its_own_node_and_csinode_and_may_not_give_itself_a_
     .await;
     a.assert_failure(403, "is not allowed to modify labels: node-role.kubernetes.io/worker");
 }
+
+/// Issue 17, defect 7: `fieldValidation=Strict` accepted duplicate fields (`{"metadata":{"name":"sd","name":
+/// "sd2"}}` created `sd2`). Strict refuses them with kube's words, Warn warns, Ignore keeps the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_fields_are_refused_when_strict_warned_by_default_and_ignored_when_asked() {
+    let server = Server::start().await;
+    let body =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"sd","name":"sd2"},"data":{"a":"1","a":"2"}}"#;
+    let post = |query: &'static str, ct: &'static str, body: &'static str| {
+        let path = format!("{CMS}{query}");
+        let server = &server;
+        async move { server.request("POST", &path, Some(ct), body).await }
+    };
+    let a = post("?fieldValidation=Strict", "application/json", body).await;
+    a.assert_failure(
+        400,
+        r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: duplicate field "metadata.name", duplicate field "data.a""#,
+    );
+    assert_eq!(server.get(&format!("{CMS}/sd2")).await.code, 404, "nothing was created");
+    let a = post("", "application/json", body).await;
+    assert_eq!(a.code, 201, "{a:?}");
+    let warnings = a.warnings().join("\n");
+    assert!(warnings.contains(r#"duplicate field \"metadata.name\""#), "{warnings}");
+    assert!(warnings.contains(r#"duplicate field \"data.a\""#), "{warnings}");
+    assert_eq!((a.json()["metadata"]["name"].clone(), a.json()["data"]["a"].clone()), (json!("sd2"), json!("2")));
+    let ignored = r#"{"metadata":{"name":"x","name":"ignored"}}"#;
+    let a = post("?fieldValidation=Ignore", "application/json", ignored).await;
+    assert_eq!(a.code, 201, "{a:?}");
+    assert!(a.warnings().is_empty(), "{:?}", a.warnings());
+    assert_eq!(a.json()["metadata"]["name"], "ignored", "the last one wins");
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n  name: y2\n";
+    let a = post("?fieldValidation=Strict", "application/yaml", yaml).await;
+    a.assert_failure(400, r#"strict decoding error: duplicate field "metadata.name""#);
+    let a = post("?fieldValidation=Ignore", "application/yaml", yaml).await;
+    assert_eq!(a.code, 201, "{a:?}");
+    assert_eq!(a.json()["metadata"]["name"], "y2");
+    // An update is judged the same way.
+    let put = r#"{"metadata":{"name":"sd2","name":"sd2"},"data":{}}"#;
+    let a = server.request("PUT", &format!("{CMS}/sd2?fieldValidation=Strict"), Some("application/json"), put).await;
+    a.assert_failure(400, r#"duplicate field "metadata.name""#);
+}
