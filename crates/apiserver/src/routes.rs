@@ -114,6 +114,19 @@ fn is_true(v: Option<&String>) -> bool {
     matches!(v.map(String::as_str), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
 }
 
+/// `?limit=`, read as kube's parameter codec reads it: an integer or a 400; zero or less means no limit.
+fn parse_limit(v: Option<&String>) -> Result<Option<usize>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else { return Ok(None) };
+    let n = v.parse::<i64>().map_err(|e| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => "value out of range",
+            _ => "invalid syntax",
+        };
+        ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: {why}"))
+    })?;
+    Ok(usize::try_from(n).ok().filter(|n| *n > 0))
+}
+
 /// Answer one request (after the connection's transport is known).
 pub async fn handle(state: ApiState, transport: Transport, req: Request<Body>) -> Response {
     let user = match transport {
@@ -289,11 +302,13 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
                     .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
                 fields: Selector::parse_fields(query.get("fieldSelector").map_or("", String::as_str))
                     .map_err(|e| ApiError::bad_request(e.to_string()))?,
-                limit: query.get("limit").and_then(|l| l.parse().ok()),
+                limit: parse_limit(query.get("limit"))?,
                 continue_token: query.get("continue").cloned(),
                 resource_version: query.get("resourceVersion").cloned(),
+                resource_version_match: query.get("resourceVersionMatch").cloned(),
             };
             check_field_selector(resource.kind, &options.fields)?;
+            crate::read::validate_list_options(&options, is_true(query.get("watch")))?;
             let output = negotiate(accept.as_deref())?;
             if is_true(query.get("watch")) {
                 let timeout = query
