@@ -1103,6 +1103,33 @@ async fn the_kubeconfig_and_token_file_are_private() {
     assert_eq!(dir_mode, 0o700);
 }
 
+/// Issue 17, defect 8: the store's files were 0644 and `pki/` 0755 (only the data directory's 0700 protected
+/// them). They are private, and a data directory from an older kvol is tightened at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_files_and_pki_are_private_also_after_an_older_kvol() {
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let server = Server::start().await;
+    server.json("POST", CMS, &cm("written")).await;
+    let data = server.data_dir.clone();
+    let private = [(data.join("kvol.db"), 0o600), (data.join("kvol.db-wal"), 0o600), (data.join("pki"), 0o700)];
+    for (path, want) in &private {
+        assert_eq!(mode(path), *want, "{}", path.display());
+    }
+    let dir = server.stop();
+    for (path, _) in &private {
+        if path.exists() {
+            let loose = if path.is_dir() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(loose)).unwrap();
+        }
+    }
+    let server = Server::start_in(dir, |_| {}).await;
+    assert_eq!(server.get(&format!("{CMS}/written")).await.code, 200);
+    server.json("POST", CMS, &cm("again")).await;
+    for (path, want) in &private {
+        assert_eq!(mode(path), *want, "{} after a restart", path.display());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_survive_a_restart_and_stopping_removes_the_kubeconfig_and_socket() {
     let server = Server::start().await;

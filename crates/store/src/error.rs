@@ -60,6 +60,15 @@ pub enum Error {
         /// The key written.
         key: String,
     },
+    /// The database files could not be created or made private (mode 0600).
+    #[error("making {path} private: {source}")]
+    MakePrivate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database holds something this version cannot read.
     #[error("corrupt store: {0}")]
     Corrupt(String),

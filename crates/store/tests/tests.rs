@@ -323,3 +323,31 @@ async fn a_full_disk_refuses_the_write_as_full_and_loses_nothing() {
     }
     assert_eq!(s.get(&refused_key).unwrap().unwrap().value, b("small"));
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+/// Issue 17, defect 8: `kvol.db` and `kvol.db-wal` were 0644, readable by anyone the data directory let in.
+#[tokio::test]
+async fn the_database_files_are_private_and_an_older_store_is_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kvol.db");
+    let wal = dir.path().join("kvol.db-wal");
+    let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    s.put("/a".into(), b("1"), Precondition::None).await.unwrap();
+    assert_eq!((mode(&path), mode(&wal)), (0o600, 0o600), "the database and its WAL");
+    drop(s);
+    // As an older kvol left them.
+    for file in [&path, &wal] {
+        if file.exists() {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    s.put("/b".into(), b("2"), Precondition::None).await.unwrap();
+    assert_eq!((mode(&path), mode(&wal)), (0o600, 0o600), "tightened on open");
+    assert_eq!(s.get("/a").unwrap().unwrap().value, b("1"));
+}
