@@ -36,16 +36,39 @@ impl ListOptions {
 }
 
 /// kube-apiserver's `ValidateListOptions`, refused as it refuses them: 422 `ListOptions.meta.k8s.io "" is
-/// invalid: …`, for a list or (`watch`) a watch.
-pub fn validate_list_options(options: &ListOptions, watch: bool) -> Result<(), ApiError> {
+/// invalid: …`, for a list or (`watch`) a watch; `send_initial_events` says whether `sendInitialEvents` was
+/// given at all.
+pub fn validate_list_options(options: &ListOptions, watch: bool, send_initial_events: bool) -> Result<(), ApiError> {
     use kvol_api::field::{FieldError, FieldPath};
     let path = FieldPath::new("resourceVersionMatch");
     let mut errors = Vec::new();
     let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
-    if let Some(m) = options.resource_version_match.as_deref().filter(|m| !m.is_empty()) {
-        if watch {
-            errors.push(FieldError::forbidden(&path, "resourceVersionMatch is forbidden for watch"));
-        } else {
+    let matching = options.resource_version_match.as_deref().filter(|m| !m.is_empty());
+    if watch {
+        // A streaming list (WatchList) is a watch with sendInitialEvents and NotOlderThan.
+        if send_initial_events && matching != Some("NotOlderThan") {
+            errors.push(FieldError::forbidden(
+                &path,
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if let Some(m) = matching {
+            if !send_initial_events {
+                errors.push(FieldError::forbidden(
+                    &path,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != "NotOlderThan" {
+                errors.push(FieldError::not_supported(&path, m, &["NotOlderThan"]));
+            }
+            if given(&options.continue_token) {
+                errors
+                    .push(FieldError::forbidden(&path, "resourceVersionMatch is forbidden when continue is provided"));
+            }
+        }
+    } else {
+        if let Some(m) = matching {
             if !given(&options.resource_version) {
                 errors.push(FieldError::forbidden(
                     &path,
@@ -65,6 +88,12 @@ pub fn validate_list_options(options: &ListOptions, watch: bool) -> Result<(), A
                     r#"resourceVersionMatch "exact" is forbidden for resourceVersion "0""#,
                 ));
             }
+        }
+        if send_initial_events {
+            errors.push(FieldError::forbidden(
+                &FieldPath::new("sendInitialEvents"),
+                "sendInitialEvents is forbidden for list",
+            ));
         }
     }
     if errors.is_empty() {

@@ -308,7 +308,8 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
                 resource_version_match: query.get("resourceVersionMatch").cloned(),
             };
             check_field_selector(resource.kind, &options.fields)?;
-            crate::read::validate_list_options(&options, is_true(query.get("watch")))?;
+            let streaming = query.contains_key("sendInitialEvents");
+            crate::read::validate_list_options(&options, is_true(query.get("watch")), streaming)?;
             let output = negotiate(accept.as_deref())?;
             if is_true(query.get("watch")) {
                 let timeout = query

@@ -2745,7 +2745,12 @@ async fn list_options_are_validated_and_exact_lists_that_revision() {
         Case {
             query: "watch=true&resourceVersionMatch=NotOlderThan&resourceVersion=1".into(),
             code: 422,
-            message: "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch",
+            message: "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        },
+        Case {
+            query: "watch=true&sendInitialEvents=true".into(),
+            code: 422,
+            message: "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
         },
         Case {
             query: format!("limit=1&continue={}", continue_token("meta.k8s.io/v1", 0, "a")),
