@@ -7,7 +7,6 @@ use crate::ctx::{
     volume_phase, Ctx, PV_CONTROLLER,
 };
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::index::claim_ref_key;
 use crate::matching;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
@@ -16,6 +15,7 @@ use kvol_api::names::{
     ANN_BETA_STORAGE_PROVISIONER, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER, ANN_MIGRATED_TO, ANN_PROVISIONED_BY,
     ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER, FINALIZER_PVC_PROTECTION, FINALIZER_PV_PROTECTION, NO_PROVISIONER,
 };
+use kvol_runtime::EventType;
 use std::collections::HashSet;
 use std::sync::Arc;
 

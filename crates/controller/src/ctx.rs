@@ -3,7 +3,6 @@
 
 use crate::cache::{Cache, VolumeCache};
 use crate::error::{api, Result};
-use crate::events::{EventType, Recorder};
 use crate::provision::ProvisionerRegistry;
 use crate::runner::{ControllerConfig, Metrics};
 use k8s_openapi::api::core::v1::{
@@ -14,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use kvol_runtime::WorkQueue;
+use kvol_runtime::{EventType, Recorder};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;

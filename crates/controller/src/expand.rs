@@ -18,7 +18,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use kvol_volume::{PluginRegistry, VolumeSpec};
 
-use crate::events::{EventType, Recorder};
+use kvol_runtime::{EventType, Recorder};
 
 /// The component name on the expand controller's events.
 pub const EXPAND_CONTROLLER: &str = "volume_expand";

@@ -15,7 +15,6 @@ mod binder;
 pub mod cache;
 mod ctx;
 pub mod error;
-pub mod events;
 pub mod expand;
 pub mod index;
 pub mod local_path;

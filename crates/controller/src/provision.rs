@@ -6,7 +6,6 @@
 
 use crate::ctx::{claim_volume_name, has_annotation, Ctx};
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::matching;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{
@@ -20,6 +19,7 @@ use kvol_api::names::{
     ANN_BETA_STORAGE_PROVISIONER, ANN_BOUND_BY_CONTROLLER, ANN_PROVISIONED_BY, ANN_SELECTED_NODE,
     ANN_STORAGE_PROVISIONER, FINALIZER_PV_PROTECTION,
 };
+use kvol_runtime::EventType;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

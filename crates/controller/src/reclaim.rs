@@ -5,10 +5,10 @@
 
 use crate::ctx::{volume_phase, Ctx, PV_CONTROLLER};
 use crate::error::{api, Result};
-use crate::events::EventType;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::ResourceExt;
 use kvol_api::names::ANN_PROVISIONED_BY;
+use kvol_runtime::EventType;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -4,7 +4,6 @@
 use crate::cache::object_key;
 use crate::ctx::{claim_key, claim_volume_name, Ctx};
 use crate::error::{Error, Result};
-use crate::events::Recorder;
 use crate::index::claim_ref_key;
 use crate::local_path::LocalPathProvisioner;
 use crate::matching;
@@ -17,6 +16,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
+use kvol_runtime::Recorder;
 use kvol_runtime::{Backoff, WorkQueue};
 use parking_lot::Mutex;
 use std::collections::HashMap;

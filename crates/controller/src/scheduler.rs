@@ -8,13 +8,13 @@
 
 use crate::ctx::{claim_volume_name, set_annotation, Ctx};
 use crate::error::{api, Result};
-use crate::events::EventType;
 use crate::matching::{self, ClaimQuery, NodeFacts, SearchScope};
 use crate::protection::{pod_claim_names, pod_is_terminated};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use kvol_api::names::{ANN_SELECTED_NODE, DEFAULT_SCHEDULER_NAME, NO_PROVISIONER};
+use kvol_runtime::EventType;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,8 +21,8 @@ use kvol_csi::v1::{ControllerPublishVolumeRequest, ControllerUnpublishVolumeRequ
 
 use crate::capability::{self, Access};
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::run::Ctx;
+use kvol_runtime::EventType;
 
 /// `external-attacher/<driver>` with every character other than `[A-Za-z0-9-]` replaced by `-` (and an
 /// `X` appended if that leaves a trailing `-`), exactly as external-attacher names its finalizer.

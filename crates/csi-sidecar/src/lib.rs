@@ -16,7 +16,6 @@ pub mod capability;
 pub mod config;
 pub mod driver;
 pub mod error;
-pub mod events;
 pub mod params;
 pub mod provisioner;
 pub mod registrar;

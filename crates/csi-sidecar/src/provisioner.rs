@@ -21,9 +21,9 @@ use kvol_runtime::WorkQueue;
 
 use crate::capability::{self, Access};
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::params::{ClassParams, SecretKind, TemplateInput};
 use crate::run::Ctx;
+use kvol_runtime::EventType;
 
 /// The finalizer the provisioner puts on PVs it creates, removed once the volume is deleted.
 pub const FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";

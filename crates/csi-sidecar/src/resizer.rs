@@ -16,8 +16,8 @@ use kvol_csi::v1::{CapacityRange, ControllerExpandVolumeRequest};
 
 use crate::capability::{self, Access};
 use crate::error::{Error, Result};
-use crate::events::EventType;
 use crate::run::Ctx;
+use kvol_runtime::EventType;
 
 /// What a claim needs from the resizer.
 #[derive(Debug, PartialEq, Eq)]

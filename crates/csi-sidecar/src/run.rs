@@ -15,9 +15,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::config::{Role, SidecarConfig};
 use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::events::Recorder;
 use crate::{attacher, provisioner, resizer};
 use kvol_runtime::WorkQueue;
+use kvol_runtime::{Recorder, Reporter};
 
 /// What every role's reconcile gets: the API client, the driver, the class cache and the queues.
 ///
@@ -34,11 +34,11 @@ pub struct Ctx {
     /// Settings.
     pub config: SidecarConfig,
     /// Events for claims.
-    pub provisioner_events: Recorder,
+    pub provisioner_events: Reporter,
     /// Events for VolumeAttachments.
-    pub attacher_events: Recorder,
+    pub attacher_events: Reporter,
     /// Events for expansions.
-    pub resizer_events: Recorder,
+    pub resizer_events: Reporter,
     /// StorageClasses (few and small: cached).
     pub classes: Store<StorageClass>,
     /// Claims to provision (`ns/name`).
@@ -204,10 +204,11 @@ pub async fn run_sidecar(client: Client, config: SidecarConfig, shutdown: impl F
         }
     });
     let component = |role: &str| format!("{}_{role}_{}", driver.name, config.identity);
+    let recorder = Recorder::start(client.clone());
     let ctx = Arc::new(Ctx {
-        provisioner_events: Recorder::start(client.clone(), component("external-provisioner")),
-        attacher_events: Recorder::start(client.clone(), component("external-attacher")),
-        resizer_events: Recorder::start(client.clone(), component("external-resizer")),
+        provisioner_events: recorder.reporter(component("external-provisioner")),
+        attacher_events: recorder.reporter(component("external-attacher")),
+        resizer_events: recorder.reporter(component("external-resizer")),
         client: client.clone(),
         driver,
         config,
