@@ -2540,7 +2540,7 @@ async fn kubectl_get_raw_reads_a_nodes_stats_summary_through_the_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_507_store_full_and_loses_nothing() {
     let dir = tempfile::Builder::new().prefix("kvol-apiserver-test-").tempdir().unwrap();
-    let Some(_tmpfs) = util::Tmpfs::mount(&dir.path().join("data"), "6m") else { return };
+    let Some(_tmpfs) = kvol_testkit::Tmpfs::mount(&dir.path().join("data"), "6m") else { return };
     let server = Server::start_in(dir, |_| {}).await;
     let data: String = "x".repeat(256 * 1024);
     let mut created = Vec::new();

@@ -13,15 +13,15 @@
 #[path = "../tests/util/mod.rs"]
 mod util;
 
+use kvol_testkit::{machine, percentile};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use util::{machine, percentile};
 
 fn rss_mib(pid: u32) -> u64 {
-    util::rss_kib(pid) / 1024
+    kvol_testkit::rss_kib(pid) / 1024
 }
 
 fn open_fds(pid: u32) -> usize {

@@ -13,9 +13,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::Client;
+use kvol_testkit::{machine, percentile, rss_kib};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use util::{machine, percentile, rss_kib};
 
 fn pv(name: &str) -> PersistentVolume {
     serde_json::from_value(serde_json::json!({

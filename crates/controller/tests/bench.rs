@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use kvol_controller::{ControllerConfig, Metrics};
+use kvol_testkit::{machine, percentile, rss_kib};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -71,17 +72,8 @@ async fn client(server: &Server) -> Client {
     Client::try_from(config).unwrap()
 }
 
-fn rss_kib(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// User + system CPU seconds a process used so far.
-fn cpu_seconds(pid: &str) -> f64 {
+fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -90,29 +82,8 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("nproc {cores}, {cpu}, Linux {}", kernel.trim())
-}
-
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 fn pv(i: usize) -> PersistentVolume {
@@ -189,8 +160,8 @@ impl Controllers {
         out
     }
 
-    fn pid(&self) -> String {
-        self.child.id().to_string()
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -314,11 +285,11 @@ async fn bench_static_pairs_bound_end_to_end() {
     let client = client(&server).await;
     let controllers = Controllers::start(&server, None);
     let me = controllers.pid();
-    let rss_before = rss_kib(&me);
+    let rss_before = rss_kib(me);
     let observed = observe_bindings(client.clone(), n);
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
-    let cpu_start = (cpu_seconds(&me), cpu_seconds(&server.child.id().to_string()));
+    let cpu_start = (cpu_seconds(me), cpu_seconds(server.child.id()));
     let start = Instant::now();
     let created_at: HashMap<String, Instant> = futures::stream::iter(0..n * 2)
         .map(|j| {
@@ -356,10 +327,10 @@ async fn bench_static_pairs_bound_end_to_end() {
         writes,
         conflicts,
         rss_before,
-        rss_after: rss_kib(&me),
-        server_rss: rss_kib(&server.child.id().to_string()),
-        cpu_self: cpu_seconds(&me) - cpu_start.0,
-        cpu_server: cpu_seconds(&server.child.id().to_string()) - cpu_start.1,
+        rss_after: rss_kib(me),
+        server_rss: rss_kib(server.child.id()),
+        cpu_self: cpu_seconds(me) - cpu_start.0,
+        cpu_server: cpu_seconds(server.child.id()) - cpu_start.1,
     };
     report.print();
 }
@@ -381,10 +352,10 @@ async fn bench_dynamically_provisioned_claims() {
     classes.create(&PostParams::default(), &class).await.unwrap();
     let controllers = Controllers::start(&server, Some(local.clone()));
     let me = controllers.pid();
-    let rss_before = rss_kib(&me);
+    let rss_before = rss_kib(me);
     let observed = observe_bindings(client.clone(), n);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
-    let cpu_start = (cpu_seconds(&me), cpu_seconds(&server.child.id().to_string()));
+    let cpu_start = (cpu_seconds(me), cpu_seconds(server.child.id()));
     let start = Instant::now();
     let created_at: HashMap<String, Instant> = futures::stream::iter(0..n)
         .map(|i| {
@@ -416,10 +387,10 @@ async fn bench_dynamically_provisioned_claims() {
         writes,
         conflicts,
         rss_before,
-        rss_after: rss_kib(&me),
-        server_rss: rss_kib(&server.child.id().to_string()),
-        cpu_self: cpu_seconds(&me) - cpu_start.0,
-        cpu_server: cpu_seconds(&server.child.id().to_string()) - cpu_start.1,
+        rss_after: rss_kib(me),
+        server_rss: rss_kib(server.child.id()),
+        cpu_self: cpu_seconds(me) - cpu_start.0,
+        cpu_server: cpu_seconds(server.child.id()) - cpu_start.1,
     };
     report.print();
 }

@@ -247,42 +247,7 @@ mod model {
 }
 
 /// A small tmpfs mounted for one test, unmounted when dropped (also when the test fails).
-struct Tmpfs {
-    path: std::path::PathBuf,
-}
-
-impl Tmpfs {
-    /// Mount a tmpfs of `size` (e.g. `4m`) at `path`, or None (with the reason printed) where mounting is
-    /// not allowed (not root, or in a container without the capability).
-    fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(path)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs { path: path.to_path_buf() }),
-            Ok(o) => {
-                eprintln!(
-                    "skipped: cannot mount a tmpfs at {}: {}",
-                    path.display(),
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
+use kvol_testkit::Tmpfs;
 
 /// Issue 17, defect 8: a full disk answered `corrupt store: … database or disk is full`. The store is not
 /// corrupt: the write is refused as `Error::Full`, nothing acknowledged is lost, and writes work again once
