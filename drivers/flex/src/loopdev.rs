@@ -219,8 +219,17 @@ fn attach(opts: &LoopOptions) -> Result<Reply> {
             Err(source) => return Err(Error::Io { step: "create volume file", path: image, source }),
         }
     }
+    // Check the volume name's record and write it under one lock, so that two attaches of one name
+    // cannot both pass the check.
+    let _names = match &opts.volume_name {
+        Some(name) => Some(lock_records(name)?),
+        None => None,
+    };
     let _lock = lock(&image)?;
     let image = canonical(&image);
+    if let Some(name) = &opts.volume_name {
+        refuse_name_in_use(name, &image)?;
+    }
     let device = match loops_backing(&image)?.into_iter().next() {
         Some(device) => device,
         None => {
@@ -423,6 +432,54 @@ fn detach(volume_name: &str) -> Result<Reply> {
         Err(source) => return Err(Error::Io { step: "remove volume record", path: record, source }),
     }
     Ok(Reply::Done(DriverStatus::success()))
+}
+
+/// `detach` gets only the volume name, and finds the file through the name's record. A record naming
+/// another file that is still attached belongs to a volume that is not detached yet: overwriting it would
+/// make that volume's detach release this file's device instead (and answer Success while its own device
+/// stays bound). Two volumes cannot share one name on a node, so this is refused; the usual cause is two
+/// nodes (agents) on one machine sharing one state directory.
+fn refuse_name_in_use(volume_name: &str, image: &Path) -> Result<()> {
+    let record = state_dir().join("loop").join(volume_name);
+    let recorded = match std::fs::read_to_string(&record) {
+        Ok(text) => PathBuf::from(text.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(Error::Io { step: "read volume record", path: record, source }),
+    };
+    if recorded == image {
+        return Ok(());
+    }
+    match all_loops()?.into_iter().find(|(_, backing)| *backing == recorded) {
+        None => Ok(()),
+        Some((device, _)) => Err(Error::State(format!(
+            "volume name {volume_name} already names {}, attached as {} and not detached yet: one name cannot \
+             name two volumes (is the state directory {} shared by two nodes? set ${STATE_DIR_ENV} per node)",
+            recorded.display(),
+            device.display(),
+            state_dir().display()
+        ))),
+    }
+}
+
+/// An exclusive flock on the state directory's `loop` directory while a volume name's record is checked
+/// and written.
+fn lock_records(volume_name: &str) -> Result<Flock<File>> {
+    if !is_safe_name(volume_name) {
+        return Err(invalid("kubernetes.io/pvOrVolumeName", volume_name, "not a valid volume name"));
+    }
+    let dir = state_dir().join("loop");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|source| Error::Io {
+        step: "create state directory",
+        path: dir.clone(),
+        source,
+    })?;
+    let file =
+        File::open(&dir).map_err(|source| Error::Io { step: "open state directory", path: dir.clone(), source })?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Sys {
+        step: "lock state directory".into(),
+        path: dir,
+        source: errno,
+    })
 }
 
 fn state_dir() -> PathBuf {
