@@ -9,7 +9,7 @@ use kvol_volume::{ErrorClass, PluginRegistry, PodRef, VolumeHost};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
-use crate::actual::{ActualDevice, ActualState, ActualVolume, MountState};
+use crate::actual::{ActualDevice, ActualState, ActualVolume, DeviceState, MountState};
 use crate::config::AgentConfig;
 use crate::desired::{DesiredState, DesiredVolume, ObjectRef};
 use crate::executor::Executor;
@@ -244,7 +244,7 @@ impl Manager {
                             plugin: volume.plugin.name().to_string(),
                             device_path: String::new(),
                             device_mount_path: std::path::PathBuf::new(),
-                            state: MountState::Uncertain,
+                            state: DeviceState::Uncertain,
                             attached_by_agent: false,
                         });
                     }
@@ -381,14 +381,33 @@ impl Manager {
                 match crate::operations::unmount_device(&self.host, &self.registry, &device) {
                     Ok(()) => {
                         tracing::info!(volume = %unique_name, path = %device.device_mount_path.display(), "UnmountDevice succeeded");
+                        let mut actual = self.actual.lock();
+                        if device.attached_by_agent {
+                            // Detached by its own operation, which may fail and be retried, or be overtaken
+                            // by a pod that wants the device mounted again.
+                            actual.set_device(ActualDevice { state: DeviceState::Unmounted, ..device });
+                        } else {
+                            actual.remove_device(unique_name);
+                        }
+                        true
+                    }
+                    Err(err) => {
+                        tracing::warn!(volume = %unique_name, "UnmountDevice failed: {err}");
+                        self.stats.lock().failures += 1;
+                        false
+                    }
+                }
+            }
+            Operation::Detach { unique_name } => {
+                let Some(device) = self.actual.lock().device(unique_name).cloned() else { return true };
+                match crate::operations::detach_device(&self.host, &self.registry, &device) {
+                    Ok(()) => {
+                        tracing::info!(volume = %unique_name, "DetachVolume.Detach succeeded");
                         self.actual.lock().remove_device(unique_name);
                         true
                     }
                     Err(err) => {
-                        match &err {
-                            crate::error::Error::Detach { .. } => tracing::warn!(volume = %unique_name, "{err}"),
-                            _ => tracing::warn!(volume = %unique_name, "UnmountDevice failed: {err}"),
-                        }
+                        tracing::warn!(volume = %unique_name, "{err}");
                         self.stats.lock().failures += 1;
                         false
                     }
@@ -457,7 +476,7 @@ impl Manager {
                             plugin: volume.plugin.name().to_string(),
                             device_path: prior.map(|d| d.device_path).unwrap_or_default(),
                             device_mount_path: path,
-                            state: MountState::Uncertain,
+                            state: DeviceState::Uncertain,
                             attached_by_agent: attached,
                         });
                     } else {

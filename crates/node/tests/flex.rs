@@ -214,6 +214,67 @@ async fn a_kvol_flex_loop_volume_keeps_its_data_across_pods_and_is_detached_afte
     agent.stop().await
 }
 
+/// Regression (issue 11): kubelet detaches a device only after its UnmountDevice succeeded, and keeps the
+/// two steps apart. The agent ran them as one operation, so a detach that failed after the unmount left the
+/// device recorded as mounted: the next pod of the volume skipped MountDevice and its mount failed for good
+/// ("mountdevice must run before mount"). Here the driver's detach fails while a file exists; the next pod
+/// must get the device mounted again, and the device must be detached once the detach works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_detach_failed_after_its_unmount_is_mounted_again_for_the_next_pod() -> Result<()> {
+    require_root!();
+    let Some(exe) = kvol_flex() else {
+        eprintln!("SKIP: no target/debug/kvol-flex (cargo build -p kvol-flex-driver)");
+        return Ok(());
+    };
+    let cluster = Cluster::start().await?;
+    let pool = cluster.work("pool");
+    let _cleanup = LoopCleanup(pool.clone());
+    let control = cluster.work("control");
+    let (refuse, refused) = (control.join("refuse-detach"), control.join("detach-refused"));
+    // kvol-flex's loop driver behind a wrapper whose detach fails while `refuse` exists.
+    let wrapper = format!(
+        "#!/bin/bash\nif [ \"$1\" = detach ] && [ -e {refuse} ]; then\n  echo \"$*\" >> {refused}\n  \
+         echo '{{\"status\":\"Failure\",\"message\":\"detach refused by the test\"}}'\n  exit 1\nfi\n\
+         exec {exe} loop \"$@\"\n",
+        refuse = refuse.display(),
+        refused = refused.display(),
+        exe = exe.display()
+    );
+    write_script(&plugins(&cluster).join("kvol~loop/loop"), &wrapper)?;
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, true),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    let options = json!({ "volumeID": "vol1", "size": "64Mi", "pool": pool });
+    let global = cluster.root().join("plugins/kubernetes.io/flexvolume/kvol/loop/mounts/data");
+    cluster.apply(&flex_pod("first", "kvol/loop", options.clone()))?;
+    let uid = cluster.wait_ready("first", T).await?.metadata.uid.unwrap();
+    std::fs::write(cluster.root().join(format!("pods/{uid}/volumes/kvol~loop/data/hello")), "kept")?;
+
+    std::fs::write(&refuse, "")?;
+    delete_pod(&cluster, "first").await?;
+    eventually("the device unmounted and its detach refused", T, || {
+        mounts_under(&cluster.root()).is_empty() && refused.exists()
+    })
+    .await?;
+    ensure!(!loops_backed_under(&pool).is_empty(), "still attached: the detach failed");
+
+    cluster.apply(&flex_pod("second", "kvol/loop", options))?;
+    let uid = cluster.wait_ready("second", T).await?.metadata.uid.unwrap();
+    ensure!(single_mount(&global)?.fs_type == "ext4", "the device is mounted again");
+    let data = cluster.root().join(format!("pods/{uid}/volumes/kvol~loop/data/hello"));
+    ensure!(std::fs::read_to_string(data)? == "kept", "the second pod sees the first pod's data");
+
+    std::fs::remove_file(&refuse)?;
+    delete_pod(&cluster, "second").await?;
+    eventually("all unmounted and detached", T, || {
+        mounts_under(&cluster.root()).is_empty() && loops_backed_under(&pool).is_empty()
+    })
+    .await?;
+    agent.stop().await
+}
+
 /// A driver installed while the agent runs is used without a restart; removing it unloads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driver_installed_while_the_agent_runs_is_used_and_removing_it_unloads_it() -> Result<()> {
