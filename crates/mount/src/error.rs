@@ -203,6 +203,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A detached loop device stayed bound: something still holds it open (a mount, in this or another mount
+    /// namespace, or a process), and the kernel releases it only when the last holder closes it.
+    #[error(
+        "loop device {device} is still bound to {file} {waited:?} after its detach: it is held open (mounted, or \
+         opened by a process); the kernel releases it when the last holder closes it"
+    )]
+    LoopBusy { device: PathBuf, file: PathBuf, waited: Duration },
     /// `blkid` could not tell whether a device holds a file system.
     #[error("probing {device} with blkid failed ({status}): {output}")]
     Probe { device: PathBuf, status: String, output: String },
