@@ -6,6 +6,18 @@ use std::path::PathBuf;
 /// `Result` with the driver's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `err` and its causes, `: `-separated (kubelet shows only this message).
+fn chain(err: &kvol_mount::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Why a driver call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,7 +53,7 @@ pub enum Error {
         source: nix::Error,
     },
 
-    /// An external tool (mount, losetup, mkfs, blkid) failed; `output` is what it printed.
+    /// An external tool (mkfs, blkid) failed; `output` is what it printed.
     #[error("{command} failed ({status}): {output}")]
     Tool {
         /// The command line.
@@ -51,6 +63,10 @@ pub enum Error {
         /// Its stderr (or stdout when stderr is empty), trimmed.
         output: String,
     },
+
+    /// A host step of the shared host layer (kvol-mount: loop devices) failed; shown with its causes.
+    #[error("{}", chain(.0))]
+    Host(#[from] kvol_mount::Error),
 
     /// The host is not in a state this call can work from.
     #[error("{0}")]

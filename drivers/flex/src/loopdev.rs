@@ -10,12 +10,14 @@
 //! | `mountdevice <path> <device> <json>` | formats (`kubernetes.io/fsType`: ext4 or xfs) only when blkid finds no file system, then mounts |
 //! | `mount <pod dir> <json>` | bind-mounts the device's global mount (found in mountinfo: kubelet does not pass it) |
 //! | `unmount <dir>`, `unmountdevice <path>` | unmount when mounted |
-//! | `detach <volume name> <node>` | releases the loop device; the file and its data stay |
+//! | `detach <volume name> <node>` | releases the loop device and waits until the kernel has (a device held open elsewhere fails the call instead of answering Success while bound); the file and its data stay |
 //!
 //! `detach` gets only the volume name, so `attach` records which file a volume name uses in
-//! `$KVOL_FLEX_STATE_DIR/loop/<volume name>` (default `/var/lib/kvol-flex`). Attach, format
-//! and detach of one file hold an exclusive flock on it, so concurrent calls cannot attach it
-//! twice or format it twice.
+//! `$KVOL_FLEX_STATE_DIR/loop/<volume name>` (default `/var/lib/kvol-flex`); a name recorded for
+//! another file that is still attached is refused. Attach, format and detach of one file hold an
+//! exclusive flock on it (kvol-mount's `BackingFile`), so concurrent calls cannot attach it twice or
+//! format it twice. Loop devices are kvol-mount's (`loopdev`: ioctls, sysfs lookups, a detach that
+//! waits for the kernel's release); no `losetup` runs.
 //!
 //! The loop device lives on the machine that runs `attach`: in a real cluster that must be the
 //! node (kubelet with `--enable-controller-attach-detach=false`), or kvol's single machine.
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kvol_flex::{parse_options_json, DriverCapabilities, DriverOptions, DriverStatus};
+use kvol_mount::loopdev::{self, BackingFile};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
@@ -39,9 +42,6 @@ use crate::{expect_args, Reply};
 pub const STATE_DIR_ENV: &str = "KVOL_FLEX_STATE_DIR";
 /// The state directory when the variable is unset.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/kvol-flex";
-
-/// How long attach and detach wait for a loop device with a pending detach to go.
-const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// File systems `mountdevice` creates.
 const FS_TYPES: [&str; 2] = ["ext4", "xfs"];
@@ -158,7 +158,7 @@ pub fn call(args: &[String]) -> Result<Reply> {
         Some("isattached") => {
             let [json, _node] = expect_args(args, "isattached <json options> <node name>")?;
             let opts = LoopOptions::parse(json)?;
-            let attached = !loops_backing(&canonical(&opts.image()))?.is_empty();
+            let attached = !attached_devices(&opts.image())?.is_empty();
             Ok(Reply::Done(DriverStatus { attached, ..DriverStatus::success() }))
         }
         Some("mountdevice") => {
@@ -225,20 +225,14 @@ fn attach(opts: &LoopOptions) -> Result<Reply> {
         Some(name) => Some(lock_records(name)?),
         None => None,
     };
-    let _lock = lock(&image)?;
+    let backing = BackingFile::lock(&image)?;
     let image = canonical(&image);
     if let Some(name) = &opts.volume_name {
         refuse_name_in_use(name, &image)?;
     }
-    let device = match loops_backing(&image)?.into_iter().next() {
-        Some(device) => device,
-        None => {
-            // A device with a pending detach of this file must go first: two devices on one
-            // file would corrupt it.
-            wait_released(&image)?;
-            PathBuf::from(run_tool("losetup", &["--find", "--show", &image.to_string_lossy()])?.trim())
-        }
-    };
+    // Idempotent; a device with a pending detach of this file is waited for first (two devices on one file
+    // would corrupt it).
+    let device = backing.attach()?;
     if let Some(name) = &opts.volume_name {
         record_volume(name, &image)?;
     }
@@ -246,10 +240,11 @@ fn attach(opts: &LoopOptions) -> Result<Reply> {
 }
 
 /// `expandvolume`: grows the volume file to `bytes` (never shrinks it) and tells every loop device on it
-/// to pick the new size up (`losetup -c`), so a mounted file system can then be grown online.
+/// to pick the new size up (`LOOP_SET_CAPACITY`, as `losetup -c`), so a mounted file system can then be grown
+/// online.
 fn expand_volume(opts: &LoopOptions, bytes: u64) -> Result<Reply> {
     let image = opts.image();
-    let _lock = lock(&image)?;
+    let _lock = BackingFile::lock(&image)?;
     let file = File::options().write(true).open(&image).map_err(|source| Error::Io {
         step: "open volume file",
         path: image.clone(),
@@ -261,15 +256,15 @@ fn expand_volume(opts: &LoopOptions, bytes: u64) -> Result<Reply> {
         file.set_len(bytes).map_err(|source| Error::Io { step: "grow volume file", path: image.clone(), source })?;
         file.sync_all().map_err(|source| Error::Io { step: "sync volume file", path: image.clone(), source })?;
     }
-    for device in loops_backing(&canonical(&image))? {
-        run_tool("losetup", &["-c", &device.to_string_lossy()])?;
+    for device in attached_devices(&image)? {
+        loopdev::refresh_capacity(&device)?;
     }
     Ok(Reply::Done(DriverStatus::success()))
 }
 
 fn wait_for_attach(device: &str, opts: &LoopOptions) -> Result<Reply> {
     let image = canonical(&opts.image());
-    let devices = loops_backing(&image)?;
+    let devices = attached_devices(&image)?;
     let found = devices.iter().find(|d| d.as_os_str() == device).or(devices.first()).ok_or_else(|| {
         Error::State(format!("volume {} is not attached: no loop device backs {}", opts.volume_id, image.display()))
     })?;
@@ -279,13 +274,13 @@ fn wait_for_attach(device: &str, opts: &LoopOptions) -> Result<Reply> {
 fn mount_device_at(path: &Path, device: &str, opts: &LoopOptions) -> Result<Reply> {
     let image = canonical(&opts.image());
     let device = if device.is_empty() {
-        loops_backing(&image)?.into_iter().next().ok_or_else(|| {
+        attached_devices(&image)?.into_iter().next().ok_or_else(|| {
             Error::State(format!("volume {} is not attached: no loop device backs {}", opts.volume_id, image.display()))
         })?
     } else {
         PathBuf::from(device)
     };
-    match backing_file(&device) {
+    match loopdev::backing_file(&device)? {
         Some(backing) if backing == image => {}
         other => {
             return Err(Error::State(format!(
@@ -304,7 +299,7 @@ fn mount_device_at(path: &Path, device: &str, opts: &LoopOptions) -> Result<Repl
         }
         return Err(Error::State(format!("{} is already mounted ({} {})", path.display(), m.fs_type, m.source)));
     }
-    let _lock = lock(&image)?;
+    let _lock = BackingFile::lock(&image)?;
     match blkid_type(&device)? {
         None => {
             run_tool(&format!("mkfs.{}", opts.fs_type), &["-q", &device.to_string_lossy()])?;
@@ -330,7 +325,7 @@ fn mount(dir: &Path, opts: &LoopOptions) -> Result<Reply> {
         return Err(Error::Usage(format!("mount dir {} is not absolute", dir.display())));
     }
     let image = canonical(&opts.image());
-    let device = loops_backing(&image)?.into_iter().next().ok_or_else(|| {
+    let device = attached_devices(&image)?.into_iter().next().ok_or_else(|| {
         Error::State(format!("volume {} is not attached: no loop device backs {}", opts.volume_id, image.display()))
     })?;
     let dev_id = device_number(&device)?;
@@ -390,20 +385,22 @@ fn detach(volume_name: &str) -> Result<Reply> {
         Err(source) => return Err(Error::Io { step: "read volume record", path: record, source }),
     };
     let _lock = match &image {
-        Some(image) if image.exists() => Some(lock(image)?),
+        Some(image) if image.exists() => Some(BackingFile::lock(image)?),
         _ => None,
     };
     // Without a record (attached by another tool, or the record was lost), a volume whose
-    // volumeID equals its name is still found.
-    let devices: Vec<(PathBuf, PathBuf)> = all_loops()?
-        .into_iter()
-        .filter(|(_, backing)| match &image {
-            Some(image) => backing == image,
-            None => backing.file_name().is_some_and(|n| n == format!("{volume_name}.img").as_str()),
-        })
-        .collect();
+    // volumeID equals its name is still found. Pending detaches count: they are waited for.
+    let devices: Vec<PathBuf> = match &image {
+        Some(image) if image.exists() => loopdev::devices_of(image)?.into_iter().map(|d| d.device).collect(),
+        Some(_) => Vec::new(),
+        None => loopdev::list()?
+            .into_iter()
+            .filter(|d| d.backing_file.file_name().is_some_and(|n| n == format!("{volume_name}.img").as_str()))
+            .map(|d| d.device)
+            .collect(),
+    };
     let mounts = read_mounts()?;
-    for (device, _) in &devices {
+    for device in &devices {
         let dev_id = device_number(device)?;
         if let Some(m) = mounts.iter().find(|m| (m.major, m.minor) == dev_id) {
             return Err(Error::State(format!(
@@ -412,19 +409,11 @@ fn detach(volume_name: &str) -> Result<Reply> {
                 m.mount_point.display()
             )));
         }
-        if is_detaching(device) {
-            continue;
-        }
-        if let Err(e) = run_tool("losetup", &["-d", &device.to_string_lossy()]) {
-            // Released meanwhile: that is what was asked.
-            if backing_file(device).is_some() {
-                return Err(e);
-            }
-        }
     }
-    // A device someone still holds open is only marked for release: wait for it to go.
-    for (_, backing) in &devices {
-        wait_released(backing)?;
+    // The kernel releases a device someone still holds open only when they close it: each detach waits
+    // for that, and fails rather than answer Success with the device bound.
+    for device in &devices {
+        loopdev::detach(device)?;
     }
     match std::fs::remove_file(&record) {
         Ok(()) => {}
@@ -449,9 +438,9 @@ fn refuse_name_in_use(volume_name: &str, image: &Path) -> Result<()> {
     if recorded == image {
         return Ok(());
     }
-    match all_loops()?.into_iter().find(|(_, backing)| *backing == recorded) {
+    match loopdev::list()?.into_iter().find(|d| d.backing_file == recorded) {
         None => Ok(()),
-        Some((device, _)) => Err(Error::State(format!(
+        Some(loopdev::LoopDevice { device, .. }) => Err(Error::State(format!(
             "volume name {volume_name} already names {}, attached as {} and not detached yet: one name cannot \
              name two volumes (is the state directory {} shared by two nodes? set ${STATE_DIR_ENV} per node)",
             recorded.display(),
@@ -511,70 +500,12 @@ fn record_volume(volume_name: &str, image: &Path) -> Result<()> {
     })
 }
 
-/// An exclusive flock on the volume file for the rest of the call.
-fn lock(image: &Path) -> Result<Flock<File>> {
-    let file =
-        File::open(image).map_err(|source| Error::Io { step: "open volume file", path: image.to_owned(), source })?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Sys {
-        step: "lock volume file".into(),
-        path: image.to_owned(),
-        source: errno,
-    })
-}
-
-/// Every attached loop device with its backing file (`/sys/block/loopN/loop/backing_file`).
-fn all_loops() -> Result<Vec<(PathBuf, PathBuf)>> {
-    let sys = Path::new("/sys/block");
-    let entries = std::fs::read_dir(sys).map_err(|source| Error::Io { step: "list", path: sys.to_owned(), source })?;
-    let mut loops = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| n.starts_with("loop")) else { continue };
-        if let Ok(backing) = std::fs::read_to_string(entry.path().join("loop/backing_file")) {
-            loops.push((Path::new("/dev").join(name), PathBuf::from(backing.trim_end_matches('\n'))));
-        }
+/// The loop devices backed by `image` that stay (pending detaches left out); none when the file is missing.
+fn attached_devices(image: &Path) -> Result<Vec<PathBuf>> {
+    if !image.exists() {
+        return Ok(Vec::new());
     }
-    loops.sort();
-    Ok(loops)
-}
-
-/// The loop devices backed by `image` (canonical path), without those being detached.
-fn loops_backing(image: &Path) -> Result<Vec<PathBuf>> {
-    Ok(all_loops()?.into_iter().filter(|(d, b)| b == image && !is_detaching(d)).map(|(d, _)| d).collect())
-}
-
-/// `losetup -d` of a device that someone still holds open (a `blkid` scanning every device,
-/// say) only sets autoclear: the device goes when the last holder closes it. This driver
-/// never sets autoclear itself, so a set flag means a detach is pending.
-fn is_detaching(device: &Path) -> bool {
-    let Some(name) = device.file_name().and_then(|n| n.to_str()) else { return false };
-    std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/autoclear")).is_ok_and(|v| v.trim() == "1")
-}
-
-/// Waits until no loop device (pending detaches included) backs `image`, for up to
-/// `DETACH_WAIT`.
-fn wait_released(image: &Path) -> Result<()> {
-    let deadline = std::time::Instant::now() + DETACH_WAIT;
-    loop {
-        let busy: Vec<PathBuf> = all_loops()?.into_iter().filter(|(_, b)| b == image).map(|(d, _)| d).collect();
-        if busy.is_empty() {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::State(format!(
-                "loop device {} of {} is still open elsewhere; it is released when closed (retry the call)",
-                busy[0].display(),
-                image.display()
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-fn backing_file(device: &Path) -> Option<PathBuf> {
-    let name = device.file_name()?.to_str()?;
-    let text = std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/backing_file")).ok()?;
-    Some(PathBuf::from(text.trim_end_matches('\n')))
+    Ok(loopdev::devices_of(image)?.into_iter().filter(|d| !d.autoclear).map(|d| d.device).collect())
 }
 
 fn device_number(device: &Path) -> Result<(u64, u64)> {

@@ -165,6 +165,27 @@ async fn a_volume_name_recorded_for_another_attached_file_is_refused_so_detach_n
     assert!(b.loops().is_empty(), "{:?}", b.loops());
 }
 
+/// A detach while something holds the loop device open: the kernel releases it only when the holder closes
+/// it, so the driver waits for that and fails clearly rather than answer Success with the device bound.
+#[tokio::test]
+async fn a_detach_of_a_held_loop_device_fails_clearly_and_succeeds_once_it_is_released() {
+    if skip_unless("a_detach_of_a_held_loop_device", &["losetup"]) {
+        return;
+    }
+    let node = Node::new();
+    let driver = node.install_kvol_flex("kvol", "loop");
+    let spec = loop_spec(&node, "pv1", "vol1", "ext4");
+    let device = ok(&driver, &DriverCall::attach(&spec, "node1")).await.device;
+    let holder = std::fs::File::open(&device).unwrap();
+    let err = driver.run(&DriverCall::detach("pv1", "node1")).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("loop device {device} is still bound to")) && err.contains("held open"), "{err}");
+    assert_eq!(node.loops(), std::slice::from_ref(&device), "still bound, its detach pending");
+    assert!(!ok(&driver, &DriverCall::is_attached(&spec, "node1")).await.attached, "a pending detach is not attached");
+    drop(holder);
+    ok(&driver, &DriverCall::detach("pv1", "node1")).await;
+    assert!(node.loops().is_empty(), "{:?}", node.loops());
+}
+
 #[tokio::test]
 async fn loop_errors_name_the_missing_option() {
     let node = Node::new();
