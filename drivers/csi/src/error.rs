@@ -80,7 +80,7 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// An external command (btrfs, losetup, mkfs…) failed.
+    /// An external command (btrfs, mkfs…) failed.
     #[error("{command} failed ({status}): {stderr}")]
     Command {
         /// The command line.
@@ -112,6 +112,9 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// A step of the shared host layer (kvol-mount: loop devices) failed; shown with its causes.
+    #[error("{}", with_causes(.0))]
+    Host(#[from] kvol_mount::Error),
     /// A metadata file could not be parsed.
     #[error("metadata {path} is corrupt: {source}")]
     Metadata {
@@ -124,6 +127,18 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+}
+
+/// `err` and its causes, `: `-separated (a gRPC status carries only this message).
+fn with_causes(err: &kvol_mount::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Result with the driver's [`Error`].
@@ -154,6 +169,7 @@ impl From<Error> for tonic::Status {
             Error::Command { .. }
             | Error::Io { .. }
             | Error::Mount { .. }
+            | Error::Host(_)
             | Error::Metadata { .. }
             | Error::Task(_) => Code::Internal,
         };
