@@ -113,7 +113,7 @@ pub enum Error {
         source: nix::Error,
     },
     /// A step of the shared host layer (kvol-mount: loop devices) failed; shown with its causes.
-    #[error("{}", with_causes(.0))]
+    #[error("{}", .0.with_causes())]
     Host(#[from] kvol_mount::Error),
     /// A metadata file could not be parsed.
     #[error("metadata {path} is corrupt: {source}")]
@@ -127,18 +127,6 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
-}
-
-/// `err` and its causes, `: `-separated (a gRPC status carries only this message).
-fn with_causes(err: &kvol_mount::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Result with the driver's [`Error`].

@@ -6,18 +6,6 @@ use std::path::PathBuf;
 /// `Result` with the driver's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// `err` and its causes, `: `-separated (kubelet shows only this message).
-fn chain(err: &kvol_mount::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 /// Why a driver call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -65,7 +53,7 @@ pub enum Error {
     },
 
     /// A host step of the shared host layer (kvol-mount: loop devices) failed; shown with its causes.
-    #[error("{}", chain(.0))]
+    #[error("{}", .0.with_causes())]
     Host(#[from] kvol_mount::Error),
 
     /// The host is not in a state this call can work from.
