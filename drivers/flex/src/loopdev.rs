@@ -34,9 +34,9 @@ use kvol_mount::loopdev::{self, BackingFile};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
-use crate::mountinfo::{self, MountInfo};
 use crate::sys::{bind_mount, canonical, mount_device, run_tool, unmount, Created};
 use crate::{expect_args, Reply};
+use kvol_mount::{find_by_mount_point, MountInfo};
 
 /// Environment variable naming the driver's state directory.
 pub const STATE_DIR_ENV: &str = "KVOL_FLEX_STATE_DIR";
@@ -293,7 +293,7 @@ fn mount_device_at(path: &Path, device: &str, opts: &LoopOptions) -> Result<Repl
     }
     let dev_id = device_number(&device)?;
     let mounts = read_mounts()?;
-    if let Some(m) = mountinfo::mount_at(&mounts, &canonical(path)) {
+    if let Some(m) = find_by_mount_point(&mounts, &canonical(path)) {
         if (m.major, m.minor) == dev_id {
             return Ok(Reply::Done(DriverStatus::success()));
         }
@@ -331,7 +331,7 @@ fn mount(dir: &Path, opts: &LoopOptions) -> Result<Reply> {
     let dev_id = device_number(&device)?;
     let mounts = read_mounts()?;
     let target = canonical(dir);
-    if let Some(m) = mountinfo::mount_at(&mounts, &target) {
+    if let Some(m) = find_by_mount_point(&mounts, &target) {
         if (m.major, m.minor) == dev_id {
             return Ok(Reply::Done(DriverStatus::success()));
         }
@@ -353,7 +353,7 @@ fn mount(dir: &Path, opts: &LoopOptions) -> Result<Reply> {
 
 /// Where the device's whole file system is mounted, preferring kubelet's global path
 /// (`.../kubernetes.io/flexvolume/<driver>/mounts/<volume name>`) over other binds of it.
-fn global_mount(mounts: &[MountInfo], dev_id: (u64, u64), target: &Path, volume_name: Option<&str>) -> Option<PathBuf> {
+fn global_mount(mounts: &[MountInfo], dev_id: (u32, u32), target: &Path, volume_name: Option<&str>) -> Option<PathBuf> {
     let mut candidates =
         mounts.iter().filter(|m| (m.major, m.minor) == dev_id && m.root == Path::new("/") && m.mount_point != target);
     let all: Vec<&MountInfo> = candidates.by_ref().collect();
@@ -368,7 +368,7 @@ fn global_mount(mounts: &[MountInfo], dev_id: (u64, u64), target: &Path, volume_
 
 fn unmount_if_mounted(path: &Path) -> Result<Reply> {
     let mounts = read_mounts()?;
-    if mountinfo::mount_at(&mounts, &canonical(path)).is_some() {
+    if find_by_mount_point(&mounts, &canonical(path)).is_some() {
         unmount(path)?;
     }
     Ok(Reply::Done(DriverStatus::success()))
@@ -508,18 +508,23 @@ fn attached_devices(image: &Path) -> Result<Vec<PathBuf>> {
     Ok(loopdev::devices_of(image)?.into_iter().filter(|d| !d.autoclear).map(|d| d.device).collect())
 }
 
-fn device_number(device: &Path) -> Result<(u64, u64)> {
+fn device_number(device: &Path) -> Result<(u32, u32)> {
     let meta = std::fs::metadata(device).map_err(|source| Error::Io {
         step: "stat device",
         path: device.to_owned(),
         source,
     })?;
     let rdev = meta.rdev();
-    Ok((nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)))
+    // Linux device numbers are 12 + 20 bits: they always fit mountinfo's u32s.
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    match (u32::try_from(major), u32::try_from(minor)) {
+        (Ok(major), Ok(minor)) => Ok((major, minor)),
+        _ => Err(Error::State(format!("device {} has number {major}:{minor}, beyond 32 bits", device.display()))),
+    }
 }
 
 fn read_mounts() -> Result<Vec<MountInfo>> {
-    mountinfo::read().map_err(|source| Error::Io { step: "read", path: "/proc/self/mountinfo".into(), source })
+    Ok(kvol_mount::read_mountinfo()?)
 }
 
 /// The file system type blkid finds on `device`, `None` when it finds none (exit 2).
@@ -603,14 +608,15 @@ mod tests {
 
     #[test]
     fn the_global_mount_is_preferred_over_other_binds_of_the_device() {
-        let mounts = mountinfo::parse(
+        let mounts = kvol_mount::parse_mountinfo(
             "\
 30 1 7:3 / /tmp/pod1 rw - ext4 /dev/loop3 rw
 31 1 7:3 / /var/lib/kubelet/plugins/kubernetes.io/flexvolume/kvol/loop/mounts/pv1 rw - ext4 /dev/loop3 rw
 32 1 7:3 /sub /tmp/sub rw - ext4 /dev/loop3 rw
 33 1 7:4 / /tmp/other rw - ext4 /dev/loop4 rw
 ",
-        );
+        )
+        .unwrap();
         let target = Path::new("/tmp/pod2");
         assert_eq!(
             global_mount(&mounts, (7, 3), target, Some("pv1")).unwrap(),

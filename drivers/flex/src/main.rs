@@ -32,7 +32,6 @@
 mod error;
 mod install;
 mod loopdev;
-mod mountinfo;
 mod nfs;
 mod reply;
 mod sys;
