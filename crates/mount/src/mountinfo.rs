@@ -246,6 +246,13 @@ pub fn is_corrupted_mount(err: &Error) -> bool {
 mod tests {
     use super::*;
 
+    /// kvol-csi's case, from when it had its own parser.
+    #[test]
+    fn unescapes_octal_sequences_only() {
+        assert_eq!(unescape_string("a\\040b\\134c"), "a b\\c");
+        assert_eq!(unescape_string("a\\x"), "a\\x");
+    }
+
     /// kvol-flex's sample, from when it had its own parser: loop devices, an escaped space, optional fields,
     /// a bind of a subdirectory, an NFS source.
     #[test]
