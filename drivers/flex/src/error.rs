@@ -29,10 +29,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A mount(2)/umount(2) call failed.
+    /// A system call failed (the flock of the state directory).
     #[error("{step} {path}: {source}")]
     Sys {
-        /// What was being done (`bind mount /a on`, `unmount`...).
+        /// What was being done (`lock state directory`).
         step: String,
         /// The path involved.
         path: PathBuf,

@@ -34,9 +34,9 @@ use kvol_mount::loopdev::{self, BackingFile};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
-use crate::sys::{bind_mount, canonical, mount_device, run_tool, unmount, Created};
+use crate::sys::{canonical, run_tool, Created};
 use crate::{expect_args, Reply};
-use kvol_mount::{find_by_mount_point, MountInfo};
+use kvol_mount::{find_by_mount_point, MountInfo, Mounter, RealMounter};
 
 /// Environment variable naming the driver's state directory.
 pub const STATE_DIR_ENV: &str = "KVOL_FLEX_STATE_DIR";
@@ -315,7 +315,7 @@ fn mount_device_at(path: &Path, device: &str, opts: &LoopOptions) -> Result<Repl
     }
     let mut created = Created::default();
     created.mkdir_all(path)?;
-    mount_device(&device, path, &opts.fs_type, opts.read_only)?;
+    RealMounter::new().mount(&device.to_string_lossy(), path, &opts.fs_type, &access(opts.read_only, &[]))?;
     created.keep();
     Ok(Reply::Done(DriverStatus::success()))
 }
@@ -346,9 +346,15 @@ fn mount(dir: &Path, opts: &LoopOptions) -> Result<Reply> {
     })?;
     let mut created = Created::default();
     created.mkdir_all(dir)?;
-    bind_mount(&source, dir, opts.read_only)?;
+    RealMounter::new().mount(&source.to_string_lossy(), dir, "", &access(opts.read_only, &["bind"]))?;
     created.keep();
     Ok(Reply::Done(DriverStatus::success()))
+}
+
+/// Mount options: `extra`, plus `ro` for read-only access (a read-only bind is a bind, then a read-only
+/// remount: kvol-mount plans both).
+fn access(read_only: bool, extra: &[&str]) -> Vec<String> {
+    extra.iter().copied().chain(read_only.then_some("ro")).map(str::to_owned).collect()
 }
 
 /// Where the device's whole file system is mounted, preferring kubelet's global path
@@ -369,7 +375,7 @@ fn global_mount(mounts: &[MountInfo], dev_id: (u32, u32), target: &Path, volume_
 fn unmount_if_mounted(path: &Path) -> Result<Reply> {
     let mounts = read_mounts()?;
     if find_by_mount_point(&mounts, &canonical(path)).is_some() {
-        unmount(path)?;
+        RealMounter::new().unmount(path)?;
     }
     Ok(Reply::Done(DriverStatus::success()))
 }
