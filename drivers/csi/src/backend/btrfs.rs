@@ -156,9 +156,8 @@ impl Backend for Btrfs {
         };
         Ok(mounts
             .iter()
-            .find(|m| {
-                m.major == major && m.minor == minor && (m.root == root || m.root.starts_with(&format!("{root}/")))
-            })
+            // The subvolume itself or a directory in it (paths compare whole components).
+            .find(|m| m.major == major && m.minor == minor && m.root.starts_with(&root))
             .map(|m| format!("mounted at {}", m.mount_point.display())))
     }
 
