@@ -31,12 +31,12 @@ use std::process::Command;
 
 use kvol_flex::{parse_options_json, DriverCapabilities, DriverOptions, DriverStatus};
 use kvol_mount::loopdev::{self, BackingFile};
+use kvol_mount::{find_by_mount_point, MountInfo, Mounter, RealMounter};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
 use crate::sys::{canonical, run_tool, Created};
 use crate::{expect_args, Reply};
-use kvol_mount::{find_by_mount_point, MountInfo, Mounter, RealMounter};
 
 /// Environment variable naming the driver's state directory.
 pub const STATE_DIR_ENV: &str = "KVOL_FLEX_STATE_DIR";
