@@ -233,7 +233,7 @@ fn publish(driver: &Driver, id: &str, staging: &Path, target: &Path, access: &Ac
     };
     let created = create_target(target, access.block)?;
     let opts = MountOptions::parse(&access.mount_flags, readonly);
-    if let Err(e) = mounter::bind(&source, target, opts.flags) {
+    if let Err(e) = mounter::bind(&source, target, &opts) {
         if created {
             let _ = remove_target(target);
         }

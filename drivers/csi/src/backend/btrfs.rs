@@ -210,7 +210,7 @@ impl Backend for Btrfs {
             return Err(Error::FailedPrecondition("the btrfs backend has no block access".into()));
         }
         ensure_dir(staging)?;
-        mounter::bind(&self.volume_path(id), staging, opts.flags)?;
+        mounter::bind(&self.volume_path(id), staging, opts)?;
         Ok("btrfs".into())
     }
 
