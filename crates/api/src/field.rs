@@ -181,13 +181,31 @@ impl FieldError {
     }
 }
 
+/// How much of a bad value an error shows. kube-apiserver shows values whole (and omits them only for
+/// `Too long`); kvol cuts them here so that a huge invalid value cannot make a huge answer.
+pub const MAX_SHOWN_VALUE_BYTES: usize = 256;
+
+/// How many distinct errors a 422 lists, in its message and in its causes. kube-apiserver lists them all; a
+/// request with 20,000 bad labels made a 22 MB answer, so kvol lists this many and counts the rest.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
 /// Values print as Go's `%#v` would for the simple cases kube-apiserver shows: strings quoted, numbers bare.
+/// Longer than [`MAX_SHOWN_VALUE_BYTES`], they are cut, saying how long they were.
 fn render_value(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        Value::Null => "null".to_string(),
+    let full = match v {
+        Value::String(s) if s.len() > MAX_SHOWN_VALUE_BYTES => {
+            let cut = (0..=MAX_SHOWN_VALUE_BYTES).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+            return format!("{:?}... (truncated, {} bytes)", &s[..cut], s.len());
+        }
+        Value::String(s) => return format!("{s:?}"),
+        Value::Null => return "null".to_string(),
         other => other.to_string(),
+    };
+    if full.len() <= MAX_SHOWN_VALUE_BYTES {
+        return full;
     }
+    let cut = (0..=MAX_SHOWN_VALUE_BYTES).rev().find(|i| full.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}... (truncated, {} bytes)", &full[..cut], full.len())
 }
 
 impl fmt::Display for FieldError {
@@ -205,14 +223,38 @@ pub type ErrorList = Vec<FieldError>;
 
 /// kube-apiserver's `NewInvalid` message: `PersistentVolume "pv1" is invalid: spec.capacity: Required value`,
 /// or `... is invalid: [a, b]` for several errors.
+///
+/// Identical errors are listed once (as kube's `ToAggregate` does), and no more than [`MAX_LISTED_ERRORS`]:
+/// `... is invalid: [a, b, ..., and 19900 more errors]`.
 pub fn invalid_message(kind: &str, name: &str, errors: &[FieldError]) -> String {
-    match errors {
+    let (listed, more) = distinct_errors(errors);
+    let mut texts: Vec<String> = listed.iter().map(|e| e.to_string()).collect();
+    if more > 0 {
+        texts.push(format!("and {more} more errors"));
+    }
+    match texts.as_slice() {
         [one] => format!("{kind} {name:?} is invalid: {one}"),
-        many => {
-            let joined = many.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ");
-            format!("{kind} {name:?} is invalid: [{joined}]")
+        many => format!("{kind} {name:?} is invalid: [{}]", many.join(", ")),
+    }
+}
+
+/// The errors a 422 lists: each distinct error once, at most [`MAX_LISTED_ERRORS`] of them, and how many
+/// distinct ones are left out.
+pub fn distinct_errors(errors: &[FieldError]) -> (Vec<&FieldError>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut listed = Vec::new();
+    let mut more = 0;
+    for e in errors {
+        if !seen.insert(e.to_string()) {
+            continue;
+        }
+        if listed.len() < MAX_LISTED_ERRORS {
+            listed.push(e);
+        } else {
+            more += 1;
         }
     }
+    (listed, more)
 }
 
 #[cfg(test)]
@@ -225,6 +267,26 @@ mod tests {
         assert_eq!(
             invalid_message("PersistentVolume", "pv1", &[e]),
             r#"PersistentVolume "pv1" is invalid: spec.capacity: Required value"#
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut_and_many_errors_are_counted_not_listed() {
+        let path = FieldPath::new("metadata").child("labels");
+        let long = FieldError::invalid(&path, "é".repeat(1000), "bad");
+        let shown = long.to_string();
+        assert!(shown.len() < MAX_SHOWN_VALUE_BYTES + 100, "{shown}");
+        assert!(shown.ends_with("... (truncated, 2000 bytes): bad"), "{shown}");
+        let errors: Vec<FieldError> =
+            (0..20_000).map(|i| FieldError::invalid(&path, format!("bad key {i}"), "a qualified name")).collect();
+        let message = invalid_message("ConfigMap", "x", &errors);
+        assert!(message.len() < 100 * 80, "{} bytes", message.len());
+        assert!(message.starts_with(r#"ConfigMap "x" is invalid: [metadata.labels: Invalid value: "bad key 0""#));
+        assert!(message.ends_with(", and 19900 more errors]"), "{}", &message[message.len() - 60..]);
+        let same = vec![FieldError::required(&path, ""); 3];
+        assert_eq!(
+            invalid_message("ConfigMap", "x", &same),
+            r#"ConfigMap "x" is invalid: metadata.labels: Required value"#
         );
     }
 

@@ -1,19 +1,20 @@
 //! Admission: what kube-apiserver's admission plugins do to the objects kvol serves. DefaultStorageClass
 //! (a claim without a class gets the default one; with several defaults the newest wins, as current
-//! Kubernetes does), NamespaceLifecycle (no content in missing or terminating namespaces), and the pod
-//! graceful-deletion rule.
+//! Kubernetes does), NamespaceLifecycle (no content in missing or terminating namespaces), NodeRestriction's
+//! rules for a node's own Node object, and the pod graceful-deletion rule.
 
 use crate::object::ApiObject;
 use crate::registry::store_error;
 use crate::status::ApiError;
 use crate::ApiState;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kvol_api::names::is_default_class;
 use kvol_api::resources::by_kind;
 use kvol_api::Resource;
 use kvol_store::RangeOptions;
 use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Mutating admission on create.
 pub async fn admit_create<T: ApiObject>(state: &ApiState, _resource: &Resource, obj: &mut T) -> Result<(), ApiError> {
@@ -116,5 +117,161 @@ pub fn held_by_spec<T: ApiObject>(obj: &T) -> bool {
 pub fn mark_deleting<T: ApiObject>(obj: &mut T) {
     if let Some(ns) = (obj as &mut dyn Any).downcast_mut::<Namespace>() {
         ns.status.get_or_insert_with(Default::default).phase = Some("Terminating".into());
+    }
+}
+
+/// NodeRestriction (`plugin/pkg/admission/noderestriction/admission.go`) for a node agent writing its own Node
+/// (authorization already confined it to that one): it may not add, change or remove labels a node must not
+/// steer workloads with (`node-restriction.kubernetes.io/`, and `kubernetes.io`/`k8s.io` labels other than
+/// kubelet's own, such as `node-role.kubernetes.io/*`), nor change its taints. `old` is None on create.
+pub fn node_restriction<T: ApiObject>(node: &str, obj: &T, old: Option<&T>) -> Result<(), ApiError> {
+    let Some(new) = (obj as &dyn Any).downcast_ref::<Node>() else { return Ok(()) };
+    let old = old.and_then(|o| (o as &dyn Any).downcast_ref::<Node>());
+    let forbidden = |why: String| {
+        let name = new.metadata.name.as_deref().unwrap_or_default();
+        let mut e = ApiError::forbidden(format!("nodes {name:?} is forbidden: {why}"));
+        e.details = Some(serde_json::json!({ "name": name, "kind": "nodes" }));
+        e
+    };
+    let empty = BTreeMap::new();
+    let labels = new.metadata.labels.as_ref().unwrap_or(&empty);
+    let Some(old) = old else {
+        let set = forbidden_node_labels(labels, &empty);
+        if !set.is_empty() {
+            let list = set.into_iter().collect::<Vec<_>>().join(", ");
+            return Err(forbidden(format!("node {node:?} is not allowed to set the following labels: {list}")));
+        }
+        return Ok(());
+    };
+    let taints = |n: &Node| n.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    if taints(new) != taints(old) {
+        return Err(forbidden(format!("node {node:?} is not allowed to modify taints")));
+    }
+    let set = forbidden_node_labels(labels, old.metadata.labels.as_ref().unwrap_or(&empty));
+    if !set.is_empty() {
+        let list = set.into_iter().collect::<Vec<_>>().join(", ");
+        return Err(forbidden(format!("is not allowed to modify labels: {list}")));
+    }
+    Ok(())
+}
+
+/// The labels that differ between `new` and `old` and that a node may not set itself, sorted (kube's
+/// `getForbiddenLabels` over `getModifiedLabels`).
+fn forbidden_node_labels<'a>(
+    new: &'a BTreeMap<String, String>,
+    old: &'a BTreeMap<String, String>,
+) -> BTreeSet<&'a str> {
+    let modified = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(v))
+        .chain(old.iter().filter(|(k, v)| new.get(*k) != Some(v)))
+        .map(|(k, _)| k.as_str());
+    let in_domain = |namespace: &str, domain: &str| {
+        namespace == domain || namespace.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
+    };
+    modified
+        .filter(|key| {
+            let namespace = key.split_once('/').map_or("", |(ns, _)| ns);
+            let restricted = in_domain(namespace, "node-restriction.kubernetes.io");
+            let kubernetes = in_domain(namespace, "kubernetes.io") || in_domain(namespace, "k8s.io");
+            restricted || (kubernetes && !is_kubelet_label(key, namespace))
+        })
+        .collect()
+}
+
+/// Labels kubelet sets on its own Node (`pkg/kubelet/apis/well_known_labels.go`, `IsKubeletLabel`).
+fn is_kubelet_label(key: &str, namespace: &str) -> bool {
+    const LABELS: [&str; 12] = [
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "kubernetes.io/os",
+        "kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+        "node.kubernetes.io/windows-build",
+    ];
+    const NAMESPACES: [&str; 2] = ["kubelet.kubernetes.io", "node.kubernetes.io"];
+    LABELS.contains(&key)
+        || NAMESPACES.iter().any(|ns| namespace == *ns || namespace.strip_suffix(ns).is_some_and(|r| r.ends_with('.')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_node_may_set_only_kubelets_own_kubernetes_labels() {
+        struct Case {
+            name: &'static str,
+            new: &'static [(&'static str, &'static str)],
+            old: &'static [(&'static str, &'static str)],
+            forbidden: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                name: "kubelet's labels and foreign domains are fine",
+                new: &[
+                    ("kubernetes.io/hostname", "n1"),
+                    ("kubernetes.io/os", "linux"),
+                    ("example.com/x", "y"),
+                    ("plain", "z"),
+                ],
+                old: &[],
+                forbidden: &[],
+            },
+            Case {
+                name: "node.kubernetes.io and kubelet.kubernetes.io are kubelet's namespaces",
+                new: &[
+                    ("node.kubernetes.io/exclude-from-external-load-balancers", ""),
+                    ("kubelet.kubernetes.io/x", ""),
+                ],
+                old: &[],
+                forbidden: &[],
+            },
+            Case {
+                name: "a node role is refused",
+                new: &[("node-role.kubernetes.io/control-plane", "")],
+                old: &[],
+                forbidden: &["node-role.kubernetes.io/control-plane"],
+            },
+            Case {
+                name: "node-restriction labels and their subdomains are refused",
+                new: &[("node-restriction.kubernetes.io/a", "1"), ("x.node-restriction.kubernetes.io/b", "1")],
+                old: &[],
+                forbidden: &["node-restriction.kubernetes.io/a", "x.node-restriction.kubernetes.io/b"],
+            },
+            Case {
+                name: "removing or changing a restricted label is refused too",
+                new: &[("node-role.kubernetes.io/a", "2")],
+                old: &[("node-role.kubernetes.io/a", "1"), ("k8s.io/gone", "")],
+                forbidden: &["k8s.io/gone", "node-role.kubernetes.io/a"],
+            },
+            Case {
+                name: "an unchanged restricted label set by an admin is left alone",
+                new: &[("node-role.kubernetes.io/a", "1"), ("mine", "new")],
+                old: &[("node-role.kubernetes.io/a", "1")],
+                forbidden: &[],
+            },
+            Case {
+                name: "a look-alike domain is not kubernetes.io",
+                new: &[("notkubernetes.io/a", "1")],
+                old: &[],
+                forbidden: &[],
+            },
+        ];
+        for c in cases {
+            let (new, old) = (labels(c.new), labels(c.old));
+            let got: Vec<&str> = forbidden_node_labels(&new, &old).into_iter().collect();
+            assert_eq!(got, c.forbidden, "{}", c.name);
+        }
     }
 }

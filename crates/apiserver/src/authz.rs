@@ -94,8 +94,10 @@ pub fn authorize(state: &ApiState, user: &User, a: &Attributes<'_>) -> Result<()
         // server reveals nothing it cannot read locally, so that much is allowed and no more.
         ("Node", Verb::Get) if a.subresource == Some("proxy") => a.name == Some(node),
         (_, verb) if verb.is_read() => true,
-        ("Node", Verb::Create | Verb::Update | Verb::Patch) => a.name.is_none_or(|n| n == node),
-        ("CSINode", Verb::Create | Verb::Update | Verb::Patch | Verb::Delete) => a.name.is_none_or(|n| n == node),
+        // A create is authorized on the name the object will have (routes resolve `generateName` first): a
+        // nameless create is no node's own.
+        ("Node", Verb::Create | Verb::Update | Verb::Patch) => a.name == Some(node),
+        ("CSINode", Verb::Create | Verb::Update | Verb::Patch | Verb::Delete) => a.name == Some(node),
         ("Pod", Verb::Update | Verb::Patch) if a.subresource == Some("status") => pod_on_node(state, node, a)?,
         ("Pod", Verb::Delete) => pod_on_node(state, node, a)?,
         ("Event", Verb::Create | Verb::Update | Verb::Patch) => true,
@@ -107,9 +109,9 @@ pub fn authorize(state: &ApiState, user: &User, a: &Attributes<'_>) -> Result<()
         let why = match kind {
             "Secret" | "ConfigMap" => format!("no relationship found between node '{node}' and this object"),
             "Node" if a.subresource == Some("proxy") => format!("node '{node}' may proxy only to its own kubelet"),
-            "Node" | "CSINode" => {
-                format!("node '{node}' is not allowed to modify {} '{}'", kind.to_lowercase(), a.name.unwrap_or(""))
-            }
+            // NodeRestriction's words.
+            "Node" => format!("node {node:?} is not allowed to modify node {:?}", a.name.unwrap_or("")),
+            "CSINode" => "can only access CSINode with the same name as the requesting node".to_string(),
             "Pod" => format!("node '{node}' can only modify pods bound to it"),
             _ => format!("node '{node}' may not {} {}", a.verb.as_str(), a.resource.plural),
         };
@@ -287,6 +289,7 @@ mod tests {
             advertise_address: String::new(),
             bookmark_interval: std::time::Duration::from_secs(1),
             watch_timeout: std::time::Duration::from_secs(1),
+            limits: Default::default(),
         };
         Fixture { state, _dir: dir }
     }
@@ -445,6 +448,30 @@ mod tests {
                 name: "writes its CSINode",
                 user: n1.clone(),
                 attrs: attrs("CSINode", Verb::Create, None, Some("n1"), None),
+                allowed: true,
+            },
+            Case {
+                name: "may not create its CSINode without a name (generateName)",
+                user: n1.clone(),
+                attrs: attrs("CSINode", Verb::Create, None, None, None),
+                allowed: false,
+            },
+            Case {
+                name: "may not create a Node without a name (generateName)",
+                user: n1.clone(),
+                attrs: attrs("Node", Verb::Create, None, None, None),
+                allowed: false,
+            },
+            Case {
+                name: "may not create another node",
+                user: n1.clone(),
+                attrs: attrs("Node", Verb::Create, None, Some("n2"), None),
+                allowed: false,
+            },
+            Case {
+                name: "creates its own node",
+                user: n1.clone(),
+                attrs: attrs("Node", Verb::Create, None, Some("n1"), None),
                 allowed: true,
             },
             Case {

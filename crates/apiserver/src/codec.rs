@@ -35,24 +35,180 @@ impl FieldValidation {
     }
 }
 
+/// A request body as JSON, with the fields it gave more than once.
+#[derive(Debug, Clone, Default)]
+pub struct Body {
+    /// The value; of a field given twice in one object, the last one (as Go's decoder and kube keep it).
+    pub value: Value,
+    /// Paths of fields given more than once in one object (`metadata.name`), in the order they were met;
+    /// `fieldValidation` decides whether they are refused, warned about or ignored.
+    pub duplicates: Vec<String>,
+}
+
 /// Parse a body by its content type into a JSON value.
 pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+    parse_body_checked(content_type, body).map(|b| b.value)
+}
+
+/// Parse a body by its content type, noting duplicated fields (a protobuf body cannot have any).
+pub fn parse_body_checked(content_type: Option<&str>, body: &[u8]) -> Result<Body, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::too_large(MAX_BODY_BYTES));
     }
     let media = content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim();
-    match media {
-        "application/json" | "" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}"))),
+    let checked = match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice::<DuplicateChecked>(body)
+            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::bad_request("the body of the request is not valid UTF-8 YAML"))?;
-            serde_saphyr::from_str::<Value>(text).map_err(|e| {
+            // Duplicates are the field validation's to judge, so the parser keeps the last one.
+            let options = serde_saphyr::options! { duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins };
+            serde_saphyr::from_str_with_options::<DuplicateChecked>(text, options).map_err(|e| {
                 ApiError::bad_request(format!("the body of the request could not be decoded as YAML: {e}"))
-            })
+            })?
         }
-        crate::protobuf::CONTENT_TYPE => crate::protobuf::decode_body(body),
-        other => Err(ApiError::unsupported_media_type(other)),
+        crate::protobuf::CONTENT_TYPE => {
+            return crate::protobuf::decode_body(body).map(|value| Body { value, duplicates: Vec::new() })
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    Ok(Body { value: checked.value, duplicates: checked.duplicates })
+}
+
+/// A JSON value deserialized from any self-describing format, noting the fields given twice in one object.
+/// Paths are kept as a chain of borrowed frames on the stack, so nothing is allocated unless a duplicate
+/// is found.
+struct DuplicateChecked {
+    value: Value,
+    duplicates: Vec<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for DuplicateChecked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let duplicates = std::cell::RefCell::new(Vec::new());
+        let value =
+            d.deserialize_any(Checking { at: Frame { step: Step::Root, parent: None }, duplicates: &duplicates })?;
+        Ok(DuplicateChecked { value, duplicates: duplicates.into_inner() })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+#[derive(Clone, Copy)]
+struct Frame<'a> {
+    step: Step<'a>,
+    parent: Option<&'a Frame<'a>>,
+}
+
+impl Frame<'_> {
+    /// `spec.containers[0].name`, as kube names fields in strict decoding errors.
+    fn path(&self, out: &mut String) {
+        if let Some(parent) = self.parent {
+            parent.path(out);
+        }
+        match self.step {
+            Step::Root => {}
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+}
+
+struct Checking<'a> {
+    at: Frame<'a>,
+    duplicates: &'a std::cell::RefCell<Vec<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Checking<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Checking<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        loop {
+            let at = Frame { step: Step::Index(items.len()), parent: Some(&self.at) };
+            match seq.next_element_seed(Checking { at, duplicates: self.duplicates })? {
+                Some(v) => items.push(v),
+                None => break,
+            }
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let at = Frame { step: Step::Key(&key), parent: Some(&self.at) };
+            let value = map.next_value_seed(Checking { at, duplicates: self.duplicates })?;
+            if object.contains_key(&key) {
+                let mut path = String::new();
+                at.path(&mut path);
+                self.duplicates.borrow_mut().push(path);
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -214,9 +370,17 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
     }
 }
 
-/// The message kube-apiserver gives for unknown fields under `fieldValidation=Strict`.
-pub fn strict_error(resource: &Resource, unknown: &[String]) -> ApiError {
-    let list = unknown.iter().map(|f| format!("unknown field {f:?}")).collect::<Vec<_>>().join(", ");
+/// What `fieldValidation` reports about a body: each unknown and each duplicated field, in kube's words
+/// (`unknown field "spec.foo"`, `duplicate field "metadata.name"`).
+pub fn strict_problems(unknown: &[String], duplicates: &[String]) -> Vec<String> {
+    let unknown = unknown.iter().map(|f| format!("unknown field {f:?}"));
+    unknown.chain(duplicates.iter().map(|f| format!("duplicate field {f:?}"))).collect()
+}
+
+/// The message kube-apiserver gives for unknown or duplicate fields under `fieldValidation=Strict`:
+/// `strict decoding error: unknown field "spec.foo", duplicate field "metadata.name"`.
+pub fn strict_error(resource: &Resource, problems: &[String]) -> ApiError {
+    let list = problems.join(", ");
     ApiError::bad_request(format!(
         "{} in version {:?} cannot be handled as a {}: strict decoding error: {list}",
         resource.kind, resource.version, resource.kind
@@ -366,6 +530,55 @@ mod tests {
         );
         let wrong_kind = serde_json::json!({"kind": "Pod", "metadata": {"name": "a"}});
         assert!(decode_typed::<PersistentVolume>(pv_resource(), wrong_kind).unwrap_err().message.contains("kind"));
+    }
+
+    #[test]
+    fn duplicate_fields_are_found_at_any_depth_and_the_last_one_wins() {
+        struct Case {
+            name: &'static str,
+            content_type: &'static str,
+            body: &'static str,
+            duplicates: &'static [&'static str],
+            name_is: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "json, in metadata",
+                content_type: "application/json",
+                body: r#"{"metadata":{"name":"sd","name":"sd2"}}"#,
+                duplicates: &["metadata.name"],
+                name_is: "sd2",
+            },
+            Case {
+                name: "json, in a list item, twice",
+                content_type: "application/json",
+                body: r#"{"metadata":{"name":"a"},"spec":{"c":[{"x":1},{"x":1,"x":2,"x":3}]}}"#,
+                duplicates: &["spec.c[1].x", "spec.c[1].x"],
+                name_is: "a",
+            },
+            Case {
+                name: "json without duplicates",
+                content_type: "application/json",
+                body: r#"{"metadata":{"name":"a"},"a":[1,2.5,null,true,"s"]}"#,
+                duplicates: &[],
+                name_is: "a",
+            },
+            Case {
+                name: "yaml, in metadata",
+                content_type: "application/yaml",
+                body: "metadata:\n  name: sd\n  name: sd2\n",
+                duplicates: &["metadata.name"],
+                name_is: "sd2",
+            },
+        ];
+        for c in cases {
+            let b = parse_body_checked(Some(c.content_type), c.body.as_bytes()).unwrap();
+            assert_eq!(b.duplicates, c.duplicates, "{}", c.name);
+            assert_eq!(b.value["metadata"]["name"], c.name_is, "{}", c.name);
+        }
+        let plain: Value = serde_json::from_str(r#"{"a":[1,2.5,null,true,"s",{"b":{}}],"n":-3}"#).unwrap();
+        let b = parse_body_checked(None, plain.to_string().as_bytes()).unwrap();
+        assert_eq!(b.value, plain, "values are read as serde_json reads them");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod admission;
 pub mod auth;
 pub mod authz;
 pub mod codec;
+pub mod conn;
 pub mod discovery;
 pub mod namespaces;
 pub mod object;
@@ -44,4 +45,6 @@ pub struct ApiState {
     pub bookmark_interval: Duration,
     /// How long a watch without `timeoutSeconds` lasts.
     pub watch_timeout: Duration,
+    /// Connection timeouts, the unauthenticated-connection cap and each watch's byte budget.
+    pub limits: conn::Limits,
 }

@@ -24,6 +24,8 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
     /// `resourceVersion`.
     pub resource_version: Option<String>,
+    /// `resourceVersionMatch`: `Exact` or `NotOlderThan`.
+    pub resource_version_match: Option<String>,
 }
 
 impl ListOptions {
@@ -31,6 +33,89 @@ impl ListOptions {
     pub fn filters(&self) -> bool {
         !self.labels.is_empty() || !self.fields.is_empty()
     }
+}
+
+/// kube-apiserver's `ValidateListOptions`, refused as it refuses them: 422 `ListOptions.meta.k8s.io "" is
+/// invalid: …`, for a list or (`watch`) a watch; `send_initial_events` says whether `sendInitialEvents` was
+/// given at all.
+pub fn validate_list_options(options: &ListOptions, watch: bool, send_initial_events: bool) -> Result<(), ApiError> {
+    use kvol_api::field::{FieldError, FieldPath};
+    let path = FieldPath::new("resourceVersionMatch");
+    let mut errors = Vec::new();
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+    let matching = options.resource_version_match.as_deref().filter(|m| !m.is_empty());
+    if watch {
+        // A streaming list (WatchList) is a watch with sendInitialEvents and NotOlderThan.
+        if send_initial_events && matching != Some("NotOlderThan") {
+            errors.push(FieldError::forbidden(
+                &path,
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if let Some(m) = matching {
+            if !send_initial_events {
+                errors.push(FieldError::forbidden(
+                    &path,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != "NotOlderThan" {
+                errors.push(FieldError::not_supported(&path, m, &["NotOlderThan"]));
+            }
+            if given(&options.continue_token) {
+                errors
+                    .push(FieldError::forbidden(&path, "resourceVersionMatch is forbidden when continue is provided"));
+            }
+        }
+    } else {
+        if let Some(m) = matching {
+            if !given(&options.resource_version) {
+                errors.push(FieldError::forbidden(
+                    &path,
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if given(&options.continue_token) {
+                errors
+                    .push(FieldError::forbidden(&path, "resourceVersionMatch is forbidden when continue is provided"));
+            }
+            if m != "Exact" && m != "NotOlderThan" {
+                errors.push(FieldError::not_supported(&path, m, &["Exact", "NotOlderThan", ""]));
+            }
+            if m == "Exact" && options.resource_version.as_deref() == Some("0") {
+                errors.push(FieldError::forbidden(
+                    &path,
+                    r#"resourceVersionMatch "exact" is forbidden for resourceVersion "0""#,
+                ));
+            }
+        }
+        if send_initial_events {
+            errors.push(FieldError::forbidden(
+                &FieldPath::new("sendInitialEvents"),
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("ListOptions", "meta.k8s.io", "", &errors))
+    }
+}
+
+/// A list's `resourceVersion`, parsed as kube's `APIObjectVersioner.ParseResourceVersion` does: unset, empty
+/// and `0` mean "any"; anything else must be an unsigned integer.
+fn list_resource_version(rv: Option<&str>) -> Result<i64, ApiError> {
+    let rv = rv.unwrap_or("");
+    if rv.is_empty() || rv == "0" {
+        return Ok(0);
+    }
+    let why = if rv.bytes().all(|b| b.is_ascii_digit()) { "value out of range" } else { "invalid syntax" };
+    rv.parse::<u64>().ok().and_then(|v| i64::try_from(v).ok()).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid resource version: resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: {why}"
+        ))
+    })
 }
 
 /// The fields a field selector can name for an object of `kind`, as kube-apiserver's per-resource
@@ -120,12 +205,33 @@ struct ContinueToken {
     start: String,
 }
 
+/// Read a continue token, refusing what kube's `storage.DecodeContinue` refuses: another version, no
+/// resourceVersion, no start key. A token naming a revision that cannot be read any more is not refused here
+/// but answered 410 by the list.
 fn decode_continue(token: &str) -> Result<ContinueToken, ApiError> {
     let bytes = base64::engine::general_purpose::URL_SAFE
         .decode(token)
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
         .map_err(|_| ApiError::bad_request("continue key is not valid: illegal base64 data"))?;
-    serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("continue key is not valid: not a continue token"))
+    let t: ContinueToken = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::bad_request("continue key is not valid: not a continue token"))?;
+    if t.v != "meta.k8s.io/v1" {
+        return Err(ApiError::bad_request(format!(
+            "continue key is not valid: server does not recognize this encoded version {:?}",
+            t.v
+        )));
+    }
+    if t.rv <= 0 {
+        return Err(ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        ));
+    }
+    if t.start.is_empty() {
+        return Err(ApiError::bad_request(
+            "continue key is not valid: encoded start key empty (version meta.k8s.io/v1)",
+        ));
+    }
+    Ok(t)
 }
 
 fn encode_continue(rv: i64, start: &str) -> String {
@@ -150,20 +256,37 @@ pub fn list(
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
         )
     };
+    let requested = list_resource_version(options.resource_version.as_deref())?;
     if let Some(token) = options.continue_token.as_deref().filter(|t| !t.is_empty()) {
+        if requested != 0 {
+            return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+        }
         let t = decode_continue(token)?;
         if t.rv < state.store.compacted_revision() {
             return Err(too_old());
         }
         start_after = Some(format!("{prefix}{}", t.start));
         snapshot = Some(t.rv);
+    } else if requested != 0 {
+        let current = state.store.current_revision();
+        if requested > current {
+            // Revisions are only ever handed out by this store: a later one was never issued.
+            return Err(ApiError::too_large_resource_version(requested, current));
+        }
+        if options.resource_version_match.as_deref() == Some("Exact") {
+            snapshot = Some(requested);
+        }
     }
+    let exact = snapshot.is_some() && options.continue_token.as_deref().is_none_or(str::is_empty);
     // With selectors, pages are counted after filtering: read everything past the start, then cut.
     let range_limit = if options.filters() { None } else { options.limit };
     let range_options = RangeOptions { start_after, limit: range_limit };
     // Later pages are read at the first page's revision, as kube-apiserver does: one consistent list.
     let range = match snapshot {
         Some(rv) => state.store.range_at(&prefix, &range_options, rv).map_err(|e| match e {
+            kvol_store::Error::Compacted { .. } if exact => {
+                ApiError::gone("The resourceVersion for the provided list is too old.")
+            }
             kvol_store::Error::Compacted { .. } => too_old(),
             kvol_store::Error::FutureRevision { .. } => {
                 ApiError::bad_request("continue key is not valid: its resource version is in the future")

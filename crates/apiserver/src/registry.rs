@@ -6,7 +6,7 @@
 //! etcd) and answered with it spliced in.
 
 use crate::admission;
-use crate::codec::{decode_typed, strict_error, with_resource_version, FieldValidation};
+use crate::codec::{decode_typed, strict_error, strict_problems, with_resource_version, Body, FieldValidation};
 use crate::object::ApiObject;
 use crate::patch::{apply_patch, PatchType};
 use crate::status::ApiError;
@@ -27,13 +27,15 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
-/// Options common to writes (query parameters).
+/// Options common to writes (query parameters, and who asks).
 #[derive(Debug, Clone, Copy)]
-pub struct WriteOptions {
+pub struct WriteOptions<'a> {
     /// `?fieldValidation=`.
     pub field_validation: FieldValidation,
     /// `?dryRun=All`: run everything but the store write.
     pub dry_run: bool,
+    /// The node agent making the request, if it is one: NodeRestriction limits what it may write.
+    pub acting_node: Option<&'a str>,
 }
 
 /// Map a store error for one object to kube's error.
@@ -45,6 +47,10 @@ pub fn store_error(resource: &Resource, name: &str, e: StoreError) -> ApiError {
         StoreError::Compacted { requested, compacted } => {
             ApiError::gone(format!("too old resource version: {requested} ({compacted})"))
         }
+        StoreError::Full { .. } => ApiError::insufficient_storage(format!(
+            "{} {name:?} was not written: the store is full (its database or disk has no room left); nothing was changed",
+            crate::status::qualified(resource)
+        )),
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -81,18 +87,20 @@ fn parse_rv(rv: &str) -> Result<i64, ApiError> {
     })
 }
 
-/// Decode a body into `T`, applying the field validation mode.
+/// Decode a body into `T`, applying the field validation mode to its unknown and duplicated fields.
 fn decode_body<T: ApiObject>(
     resource: &Resource,
     body: Value,
-    opts: &WriteOptions,
+    duplicates: &[String],
+    opts: &WriteOptions<'_>,
 ) -> Result<(T, Vec<String>), ApiError> {
     let (obj, unknown) = decode_typed::<T>(resource, body)?;
     let mut warnings = Vec::new();
-    if !unknown.is_empty() {
+    if !unknown.is_empty() || !duplicates.is_empty() {
+        let problems = strict_problems(&unknown, duplicates);
         match opts.field_validation {
-            FieldValidation::Strict => return Err(strict_error(resource, &unknown)),
-            FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field {f:?}"))),
+            FieldValidation::Strict => return Err(strict_error(resource, &problems)),
+            FieldValidation::Warn => warnings = problems,
             FieldValidation::Ignore => {}
         }
     }
@@ -106,6 +114,20 @@ fn decode_body<T: ApiObject>(
 }
 
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Give a create body carrying only `metadata.generateName` its generated `metadata.name`, before it is
+/// authorized: a create is authorized on the name the object will have (NodeRestriction).
+pub fn resolve_generate_name(body: &mut Value) {
+    let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    let named = meta.get("name").is_some_and(|n| !n.is_null() && n.as_str() != Some(""));
+    if named {
+        return;
+    }
+    if let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+        let name = generate_name(base);
+        meta.insert("name".into(), Value::String(name));
+    }
+}
 
 fn generate_name(base: &str) -> String {
     use rand::Rng;
@@ -122,10 +144,10 @@ pub async fn create<T: ApiObject>(
     state: &ApiState,
     resource: &'static Resource,
     namespace: Option<&str>,
-    body: Value,
-    opts: WriteOptions,
+    body: Body,
+    opts: WriteOptions<'_>,
 ) -> Result<Written, ApiError> {
-    let (mut obj, warnings) = decode_body::<T>(resource, body, &opts)?;
+    let (mut obj, warnings) = decode_body::<T>(resource, body.value, &body.duplicates, &opts)?;
     if obj.metadata().resource_version.as_deref().is_some_and(|rv| !rv.is_empty()) {
         // kube-apiserver's storage refuses this (storage.ErrResourceVersionSetOnCreate).
         return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
@@ -161,6 +183,9 @@ pub async fn create<T: ApiObject>(
     obj.prepare_create();
     obj.default_fields();
     admission::admit_create(state, resource, &mut obj).await?;
+    if let Some(node) = opts.acting_node {
+        admission::node_restriction(node, &obj, None)?;
+    }
     let name = obj.metadata().name.clone().unwrap_or_default();
     let errors = obj.validate_new();
     if !errors.is_empty() {
@@ -196,11 +221,11 @@ pub async fn update<T: ApiObject>(
     resource: &'static Resource,
     namespace: Option<&str>,
     name: &str,
-    body: Value,
+    body: Body,
     part: Part,
-    opts: WriteOptions,
+    opts: WriteOptions<'_>,
 ) -> Result<Written, ApiError> {
-    let (obj, warnings) = decode_body::<T>(resource, body, &opts)?;
+    let (obj, warnings) = decode_body::<T>(resource, body.value, &body.duplicates, &opts)?;
     let key = resource.key(namespace, name);
     // Without a resourceVersion the update is unconditional: a race lost to another write is retried.
     let pinned = obj.metadata().resource_version.as_deref().is_some_and(|rv| !rv.is_empty());
@@ -232,7 +257,7 @@ async fn write_update<T: ApiObject>(
     mut obj: T,
     current: &KeyValue,
     part: Part,
-    opts: WriteOptions,
+    opts: WriteOptions<'_>,
     unconditional: bool,
 ) -> Result<Written, ApiError> {
     let old: T = decode_stored(current)?;
@@ -315,6 +340,9 @@ async fn write_update<T: ApiObject>(
         }
     }
     obj.default_fields();
+    if let Some(node) = opts.acting_node {
+        admission::node_restriction(node, &obj, Some(&old))?;
+    }
     if spec_changed(&obj, &old) {
         let g = old.metadata().generation.unwrap_or(1) + 1;
         obj.metadata_mut().generation = Some(g);
@@ -376,7 +404,7 @@ pub async fn patch<T: ApiObject>(
     patch: Bytes,
     patch_type: PatchType,
     part: Part,
-    opts: WriteOptions,
+    opts: WriteOptions<'_>,
 ) -> Result<Written, ApiError> {
     let key = resource.key(namespace, name);
     for _attempt in 0..CONFLICT_RETRIES {
@@ -392,7 +420,7 @@ pub async fn patch<T: ApiObject>(
             err
         })?;
         let pinned = patched["metadata"]["resourceVersion"] != original["metadata"]["resourceVersion"];
-        let (obj, warnings) = decode_body::<T>(resource, patched, &opts)?;
+        let (obj, warnings) = decode_body::<T>(resource, patched, &[], &opts)?;
         match write_update(state, resource, namespace, name, obj, &current, part, opts, true).await {
             Err(e) if !pinned && lost_race(&e) => continue,
             Ok(w) => return Ok(Written { warnings, ..w }),

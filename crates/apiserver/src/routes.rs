@@ -5,7 +5,9 @@
 
 use crate::auth::{bearer, Transport, User};
 use crate::authz::{authorize, Attributes, Verb};
-use crate::codec::{negotiate, parse_body, FieldValidation, Output, MAX_BODY_BYTES};
+use crate::codec::{
+    negotiate, parse_body, parse_body_checked, Body as ParsedBody, FieldValidation, Output, MAX_BODY_BYTES,
+};
 use crate::patch::PatchType;
 use crate::read::{check_field_selector, ListOptions};
 use crate::registry::{self, DeleteOptions, Part, WriteOptions, Written};
@@ -112,12 +114,29 @@ fn is_true(v: Option<&String>) -> bool {
     matches!(v.map(String::as_str), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
 }
 
-/// Answer one request (after the connection's transport is known).
-pub async fn handle(state: ApiState, transport: Transport, req: Request<Body>) -> Response {
-    let user = match transport {
+/// `?limit=`, read as kube's parameter codec reads it: an integer or a 400; zero or less means no limit.
+fn parse_limit(v: Option<&String>) -> Result<Option<usize>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else { return Ok(None) };
+    let n = v.parse::<i64>().map_err(|e| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => "value out of range",
+            _ => "invalid syntax",
+        };
+        ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: {why}"))
+    })?;
+    Ok(usize::try_from(n).ok().filter(|n| *n > 0))
+}
+
+/// Who sent a request: the local socket's admin, or the user of its bearer token (None: anonymous).
+pub fn authenticate(state: &ApiState, transport: Transport, headers: &http::HeaderMap) -> Option<User> {
+    match transport {
         Transport::Unix => Some(User::local_admin()),
-        Transport::Tls => bearer(&state.tokens, req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
-    };
+        Transport::Tls => bearer(&state.tokens, headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())),
+    }
+}
+
+/// Answer one request from `user` (see [`authenticate`]); anonymous requests get 401.
+pub async fn handle(state: ApiState, user: Option<User>, req: Request<Body>) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let Some(user) = user else {
@@ -241,7 +260,7 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
         }
     });
     let mut body = Some(body);
-    let mut created: Option<(Bytes, Value)> = None;
+    let mut created: Option<ParsedBody> = None;
     let mut attributes = Attributes {
         verb,
         resource,
@@ -253,12 +272,14 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
         // A create is authorized by the name in its body (NodeRestriction: a node creates only itself).
         let limited = http_body_util::Limited::new(body.take().unwrap_or_default(), MAX_BODY_BYTES);
         let bytes = limited.collect().await.map(|c| c.to_bytes()).map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
-        let value = parse_body(content_type.as_deref(), &bytes)?;
-        created = Some((bytes, value));
+        let mut parsed = parse_body_checked(content_type.as_deref(), &bytes)?;
+        registry::resolve_generate_name(&mut parsed.value);
+        created = Some(parsed);
     }
-    let create_name = created.as_ref().and_then(|(_, v)| v["metadata"]["name"].as_str().map(str::to_string));
-    if create_name.is_some() {
-        attributes.name = create_name.as_deref();
+    // The name the object will have (generateName resolved above): none at all is authorized as none.
+    let create_name = created.as_ref().and_then(|b| b.value["metadata"]["name"].as_str().map(str::to_string));
+    if verb == Verb::Create {
+        attributes.name = create_name.as_deref().filter(|n| !n.is_empty());
     }
     authorize(state, user, &attributes)?;
     let body = body.unwrap_or_default();
@@ -270,6 +291,7 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
         Ok(WriteOptions {
             field_validation: FieldValidation::parse(query.get("fieldValidation").map(String::as_str))?,
             dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+            acting_node: crate::authz::node_of(user),
         })
     };
     let include_object = match query.get("includeObject").map(String::as_str) {
@@ -284,11 +306,14 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
                     .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
                 fields: Selector::parse_fields(query.get("fieldSelector").map_or("", String::as_str))
                     .map_err(|e| ApiError::bad_request(e.to_string()))?,
-                limit: query.get("limit").and_then(|l| l.parse().ok()),
+                limit: parse_limit(query.get("limit"))?,
                 continue_token: query.get("continue").cloned(),
                 resource_version: query.get("resourceVersion").cloned(),
+                resource_version_match: query.get("resourceVersionMatch").cloned(),
             };
             check_field_selector(resource.kind, &options.fields)?;
+            let streaming = query.contains_key("sendInitialEvents");
+            crate::read::validate_list_options(&options, is_true(query.get("watch")), streaming)?;
             let output = negotiate(accept.as_deref())?;
             if is_true(query.get("watch")) {
                 let timeout = query
@@ -305,9 +330,10 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
                     send_initial_events: is_true(query.get("sendInitialEvents")),
                     output,
                     include_object,
+                    budget: state.limits.watch,
                 };
-                let rx = crate::watch::start(state, resource, ns, options, watch)?;
-                let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>);
+                let body = crate::watch::start(state, resource, ns, options, watch)?;
+                let stream = body.map(Ok::<Bytes, std::convert::Infallible>);
                 let mut r = Response::new(Body::from_stream(stream));
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
@@ -333,22 +359,19 @@ async fn serve(state: &ApiState, user: &User, req: Request<Body>) -> Result<Resp
             Ok(json_response(200, body))
         }
         (Method::POST, None) => {
-            let (_, value) = created.ok_or_else(|| ApiError::internal("create body not read"))?;
+            let body = created.ok_or_else(|| ApiError::internal("create body not read"))?;
             let opts = write_options()?;
-            let w = dispatch!(
-                resource.kind,
-                registry::create(state, resource, ns, value, opts),
-                Err(ApiError::no_route())
-            )?;
+            let w =
+                dispatch!(resource.kind, registry::create(state, resource, ns, body, opts), Err(ApiError::no_route()))?;
             Ok(written_response(w))
         }
         (Method::PUT, Some(name)) => {
             let bytes = read_body().await?;
-            let value = parse_body(content_type.as_deref(), &bytes)?;
+            let body = parse_body_checked(content_type.as_deref(), &bytes)?;
             let opts = write_options()?;
             let w = dispatch!(
                 resource.kind,
-                registry::update(state, resource, ns, name, value, part, opts),
+                registry::update(state, resource, ns, name, body, part, opts),
                 Err(ApiError::no_route())
             )?;
             Ok(written_response(w))

@@ -2,7 +2,8 @@
 //! bootstrap namespaces, the kubeconfig written once the server is ready, and a clean shutdown.
 
 use crate::auth::{Tokens, Transport};
-use crate::routes::handle;
+use crate::conn::{AcceptBackoff, Connection, Gate, Limits};
+use crate::routes::{authenticate, handle};
 use crate::ApiState;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -33,6 +34,8 @@ pub struct ServerConfig {
     pub watch_timeout: Duration,
     /// Store tuning.
     pub store: SqliteOptions,
+    /// Connection timeouts, the unauthenticated-connection cap and each watch's byte budget.
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -45,6 +48,7 @@ impl ServerConfig {
             bookmark_interval: Duration::from_secs(10),
             watch_timeout: Duration::from_secs(1800),
             store: SqliteOptions::default(),
+            limits: Limits::default(),
         }
     }
 
@@ -195,6 +199,7 @@ impl Server {
             advertise_address: client_address(&config.listen),
             bookmark_interval: config.bookmark_interval,
             watch_timeout: config.watch_timeout,
+            limits: config.limits,
         };
         let listen_err = |source| ServerError::Listen { what: config.listen.to_string(), source };
         let tcp = TcpListener::bind(config.listen).await.map_err(listen_err)?;
@@ -229,28 +234,41 @@ impl Server {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         let mut connections = JoinSet::new();
+        let limits = state.limits;
+        let gate = Gate::new(limits.max_unauthenticated);
+        let mut backoff = AcceptBackoff::default();
+        let mut paused: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = tcp.accept() => match accepted {
+                _ = async { paused.as_mut().expect("guarded").await }, if paused.is_some() => paused = None,
+                accepted = tcp.accept(), if paused.is_none() => match accepted {
                     Ok((stream, peer)) => {
-                        let tls = tls.clone();
-                        let state = state.clone();
+                        backoff.reset();
+                        let admitted = gate.admit();
+                        let (tls, state) = (tls.clone(), state.clone());
                         connections.spawn(async move {
                             let _ = stream.set_nodelay(true);
-                            match tls.accept(stream).await {
-                                Ok(stream) => serve_connection(TokioIo::new(stream), state, Transport::Tls).await,
-                                Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                            }
+                            let conn = admitted.connection().clone();
+                            let handshake = tokio::time::timeout(limits.headers, tls.accept(stream));
+                            let stream = tokio::select! {
+                                done = handshake => match done {
+                                    Ok(Ok(stream)) => stream,
+                                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                                },
+                                _ = conn.evicted() => return tracing::debug!(%peer, "closing an unauthenticated connection to make room"),
+                            };
+                            serve_connection(TokioIo::new(stream), state, Transport::Tls, conn, Some(admitted)).await
                         });
                     }
-                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                    Err(e) => paused = backoff.failed(&e, &gate).map(|d| Box::pin(tokio::time::sleep(d))),
                 },
                 accepted = unix.accept() => match accepted {
                     Ok((stream, _)) => {
                         let state = state.clone();
-                        connections.spawn(serve_connection(TokioIo::new(stream), state, Transport::Unix));
+                        connections.spawn(serve_connection(TokioIo::new(stream), state, Transport::Unix, Connection::trusted(), None));
                     }
                     Err(e) => tracing::warn!(error = %e, "accept on unix socket failed"),
                 },
@@ -280,18 +298,43 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Re
     Server::bind(config).await?.serve(shutdown).await
 }
 
-async fn serve_connection<I>(io: TokioIo<I>, state: ApiState, transport: Transport)
-where
+/// Serve one connection under its watchdog ([`Connection::watch_over`]). A TLS connection comes `admitted`
+/// through the unauthenticated-connection gate and leaves its count with its first authenticated request.
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    state: ApiState,
+    transport: Transport,
+    conn: Arc<Connection>,
+    admitted: Option<crate::conn::Admitted>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    use http_body_util::BodyExt;
+    let limits = state.limits;
+    let gate = admitted.as_ref().map(|a| a.gate().clone());
+    let watched = conn.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let state = state.clone();
+        let (state, conn, gate) = (state.clone(), conn.clone(), gate.clone());
         async move {
-            let req = req.map(axum::body::Body::new);
-            Ok::<_, std::convert::Infallible>(handle(state, transport, req).await)
+            let in_flight = conn.start_request();
+            let user = authenticate(&state, transport, req.headers());
+            if let (Some(_), Some(gate)) = (&user, &gate) {
+                gate.release(&conn);
+            }
+            let response = handle(state, user, req.map(axum::body::Body::new)).await;
+            // The request stays in flight until its body is sent: a watch is not an idle connection.
+            let response = response.map(|body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    let _in_flight = &in_flight;
+                    frame
+                }))
+            });
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(io, service).await {
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
+    // No hyper timer: its HTTP/1 header timeout would also start on every idle keep-alive connection and cut
+    // it at 32 s instead of 90. The watchdog applies Go's rules instead.
+    let builder = auto::Builder::new(TokioExecutor::new());
+    watched.watch_over(builder.serve_connection(io, service), &limits).await;
+    drop(admitted);
 }

@@ -3,7 +3,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use kvol_api::field::{invalid_message, FieldError};
+use kvol_api::field::{distinct_errors, invalid_message, FieldError};
 use kvol_api::Resource;
 use serde_json::{json, Value};
 
@@ -141,10 +141,12 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"))
     }
 
-    /// 422 Invalid, with one cause per field error.
+    /// 422 Invalid, with one cause per distinct field error (at most `MAX_LISTED_ERRORS`, values cut to
+    /// `MAX_SHOWN_VALUE_BYTES`, so the answer stays small whatever the request).
     pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
-        let causes: Vec<Value> = errors
-            .iter()
+        let causes: Vec<Value> = distinct_errors(errors)
+            .0
+            .into_iter()
             .map(|e| json!({ "reason": e.error_type.reason(), "message": e.body(), "field": e.field }))
             .collect();
         // kube-apiserver names the kind with its group: `StorageClass.storage.k8s.io "fast" is invalid`.
@@ -157,6 +159,12 @@ impl ApiError {
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+    }
+
+    /// 507 when the store has no room for a write (kube-apiserver answers etcd's "database space exceeded"
+    /// with a 500; 507 says what it is, and clients treat it as a server error all the same).
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        Self::new(507, "InsufficientStorage", message)
     }
 
     /// 503 ServiceUnavailable.

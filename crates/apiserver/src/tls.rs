@@ -8,7 +8,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -83,6 +83,8 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Pki, TlsError> {
         move |source| TlsError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // The keys are 0600 already; the directory is private too (also one made 0755 by an older kvol).
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
     let (ca_crt, ca_key, crt, key) =
         (dir.join("ca.crt"), dir.join("ca.key"), dir.join("apiserver.crt"), dir.join("apiserver.key"));
     if !ca_crt.exists() || !ca_key.exists() {

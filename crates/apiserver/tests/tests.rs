@@ -2,6 +2,7 @@
 //! talks to it as Kubernetes clients do, with the `kube` crate's typed API and with raw requests for input no
 //! typed client would send.
 
+mod hardening;
 mod util;
 
 use futures::StreamExt;
@@ -1103,6 +1104,33 @@ async fn the_kubeconfig_and_token_file_are_private() {
     assert_eq!(dir_mode, 0o700);
 }
 
+/// Issue 17, defect 8: the store's files were 0644 and `pki/` 0755 (only the data directory's 0700 protected
+/// them). They are private, and a data directory from an older kvol is tightened at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_files_and_pki_are_private_also_after_an_older_kvol() {
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let server = Server::start().await;
+    server.json("POST", CMS, &cm("written")).await;
+    let data = server.data_dir.clone();
+    let private = [(data.join("kvol.db"), 0o600), (data.join("kvol.db-wal"), 0o600), (data.join("pki"), 0o700)];
+    for (path, want) in &private {
+        assert_eq!(mode(path), *want, "{}", path.display());
+    }
+    let dir = server.stop();
+    for (path, _) in &private {
+        if path.exists() {
+            let loose = if path.is_dir() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(loose)).unwrap();
+        }
+    }
+    let server = Server::start_in(dir, |_| {}).await;
+    assert_eq!(server.get(&format!("{CMS}/written")).await.code, 200);
+    server.json("POST", CMS, &cm("again")).await;
+    for (path, want) in &private {
+        assert_eq!(mode(path), *want, "{} after a restart", path.display());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_survive_a_restart_and_stopping_removes_the_kubeconfig_and_socket() {
     let server = Server::start().await;
@@ -1708,7 +1736,11 @@ mod fuzz {
     }
 
     fn check(a: &util::Answer, what: &str) -> Result<(), TestCaseError> {
-        prop_assert!(a.code < 500, "{what}: server error {a:?}");
+        // The one 5xx kube-apiserver gives for client input: a list or watch from a resourceVersion the
+        // store has not reached (client-go relists on its ResourceVersionTooLarge cause).
+        let too_large =
+            a.code == 504 && String::from_utf8_lossy(&a.body).contains("Timeout: Too large resource version");
+        prop_assert!(a.code < 500 || too_large, "{what}: server error {a:?}");
         if a.code >= 400 {
             let v: Value =
                 serde_json::from_slice(&a.body).map_err(|_| TestCaseError::fail(format!("{what}: {a:?}")))?;
@@ -2498,4 +2530,274 @@ async fn kubectl_get_raw_reads_a_nodes_stats_summary_through_the_proxy() {
     assert!(output.status.success(), "kubectl failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
     let body: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
     assert_eq!(body["node"]["nodeName"], "n1", "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Issue 17: hardening under abuse
+
+/// Issue 17, defect 8: with its disk full the server answered 500 `corrupt store: …`. It answers 507 saying
+/// the store is full, naming the object, and keeps everything it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_507_store_full_and_loses_nothing() {
+    let dir = tempfile::Builder::new().prefix("kvol-apiserver-test-").tempdir().unwrap();
+    let Some(_tmpfs) = util::Tmpfs::mount(&dir.path().join("data"), "6m") else { return };
+    let server = Server::start_in(dir, |_| {}).await;
+    let data: String = "x".repeat(256 * 1024);
+    let mut created = Vec::new();
+    let refused = loop {
+        assert!(created.len() < 100, "6 MiB held {} configmaps of 256 KiB", created.len());
+        let name = format!("big-{}", created.len());
+        let a = server.json("POST", CMS, &json!({"metadata": {"name": name}, "data": {"d": data}})).await;
+        if a.code != 201 {
+            break (name, a);
+        }
+        created.push(name);
+    };
+    let (name, a) = refused;
+    let s = a.assert_failure(507, &format!(r#"configmaps "{name}" was not written: the store is full"#));
+    assert!(!s["message"].as_str().unwrap_or("").contains("corrupt"), "{s}");
+    server.assert_alive().await;
+    assert_eq!(server.get(&format!("{CMS}/{name}")).await.code, 404, "the refused object is not there");
+    for name in &created {
+        let a = server.get(&format!("{CMS}/{name}")).await;
+        assert_eq!(a.code, 200, "{name}: {a:?}");
+        assert_eq!(a.json()["data"]["d"].as_str().map(str::len), Some(data.len()), "{name}");
+    }
+}
+
+/// Issue 17, defect 4: a node credential created other Nodes and CSINodes through `generateName` (the create
+/// was authorized by `metadata.name`, and none counted as the node's own), and could label itself with a role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_creates_only_its_own_node_and_csinode_and_may_not_give_itself_a_role() {
+    let server = Server::start().await;
+    let token = server.node_token("vm").await;
+    let vm = server.client_with_token(Some(&token)).await;
+    let yaml = "apiVersion: v1\nkind: Node\nmetadata:\n  generateName: evil-\n";
+    let a = util::send(&vm, "POST", "/api/v1/nodes", Some("application/yaml"), yaml.into()).await;
+    a.assert_failure(403, r#"is forbidden: User "system:node:vm" cannot create resource "nodes""#);
+    a.assert_failure(403, r#"node "vm" is not allowed to modify node "evil-"#);
+    let csinode = json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"generateName": "x-"},
+                         "spec": {"drivers": []}});
+    let a = util::send(
+        &vm,
+        "POST",
+        "/apis/storage.k8s.io/v1/csinodes",
+        Some("application/json"),
+        csinode.to_string().into(),
+    )
+    .await;
+    a.assert_failure(403, "can only access CSINode with the same name as the requesting node");
+    // A name in a field selector is no name for a create either.
+    let a = util::send(
+        &vm,
+        "POST",
+        "/api/v1/nodes?fieldSelector=metadata.name%3Dvm",
+        Some("application/yaml"),
+        yaml.into(),
+    )
+    .await;
+    assert_eq!(a.code, 403, "{a:?}");
+    let nodes = server.get("/api/v1/nodes").await.json();
+    assert_eq!(nodes["items"].as_array().map(Vec::len), Some(0), "nothing was created: {nodes}");
+
+    let own = |labels: Value| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "vm", "labels": labels}});
+    let a = util::send(
+        &vm,
+        "POST",
+        "/api/v1/nodes",
+        Some("application/json"),
+        own(json!({"node-role.kubernetes.io/control-plane": ""})).to_string().into(),
+    )
+    .await;
+    a.assert_failure(
+        403,
+        r#"nodes "vm" is forbidden: node "vm" is not allowed to set the following labels: node-role.kubernetes.io/control-plane"#,
+    );
+    let kubelet_labels = json!({"kubernetes.io/hostname": "vm", "kubernetes.io/os": "linux", "example.com/rack": "r1"});
+    let a = util::send(&vm, "POST", "/api/v1/nodes", Some("application/json"), own(kubelet_labels).to_string().into())
+        .await;
+    assert_eq!(a.code, 201, "a node registers itself with kubelet's labels: {a:?}");
+    let patch = json!({"metadata": {"labels": {"node-restriction.kubernetes.io/pool": "secure"}}});
+    let a =
+        util::send(&vm, "PATCH", "/api/v1/nodes/vm", Some("application/merge-patch+json"), patch.to_string().into())
+            .await;
+    a.assert_failure(
+        403,
+        r#"nodes "vm" is forbidden: is not allowed to modify labels: node-restriction.kubernetes.io/pool"#,
+    );
+    // The admin may set a role; the node keeps it through its own updates but may not remove it.
+    let role = json!({"metadata": {"labels": {"node-role.kubernetes.io/worker": ""}}});
+    assert_eq!(server.json("PATCH", "/api/v1/nodes/vm", &role).await.code, 200);
+    let mine = json!({"metadata": {"labels": {"example.com/rack": "r2"}}});
+    let a = util::send(&vm, "PATCH", "/api/v1/nodes/vm", Some("application/merge-patch+json"), mine.to_string().into())
+        .await;
+    assert_eq!(a.code, 200, "{a:?}");
+    let drop_role = json!({"metadata": {"labels": {"node-role.kubernetes.io/worker": null}}});
+    let a = util::send(
+        &vm,
+        "PATCH",
+        "/api/v1/nodes/vm",
+        Some("application/merge-patch+json"),
+        drop_role.to_string().into(),
+    )
+    .await;
+    a.assert_failure(403, "is not allowed to modify labels: node-role.kubernetes.io/worker");
+}
+
+/// Issue 17, defect 7: `fieldValidation=Strict` accepted duplicate fields (`{"metadata":{"name":"sd","name":
+/// "sd2"}}` created `sd2`). Strict refuses them with kube's words, Warn warns, Ignore keeps the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_fields_are_refused_when_strict_warned_by_default_and_ignored_when_asked() {
+    let server = Server::start().await;
+    let body =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"sd","name":"sd2"},"data":{"a":"1","a":"2"}}"#;
+    let post = |query: &'static str, ct: &'static str, body: &'static str| {
+        let path = format!("{CMS}{query}");
+        let server = &server;
+        async move { server.request("POST", &path, Some(ct), body).await }
+    };
+    let a = post("?fieldValidation=Strict", "application/json", body).await;
+    a.assert_failure(
+        400,
+        r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: duplicate field "metadata.name", duplicate field "data.a""#,
+    );
+    assert_eq!(server.get(&format!("{CMS}/sd2")).await.code, 404, "nothing was created");
+    let a = post("", "application/json", body).await;
+    assert_eq!(a.code, 201, "{a:?}");
+    let warnings = a.warnings().join("\n");
+    assert!(warnings.contains(r#"duplicate field \"metadata.name\""#), "{warnings}");
+    assert!(warnings.contains(r#"duplicate field \"data.a\""#), "{warnings}");
+    assert_eq!((a.json()["metadata"]["name"].clone(), a.json()["data"]["a"].clone()), (json!("sd2"), json!("2")));
+    let ignored = r#"{"metadata":{"name":"x","name":"ignored"}}"#;
+    let a = post("?fieldValidation=Ignore", "application/json", ignored).await;
+    assert_eq!(a.code, 201, "{a:?}");
+    assert!(a.warnings().is_empty(), "{:?}", a.warnings());
+    assert_eq!(a.json()["metadata"]["name"], "ignored", "the last one wins");
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\n  name: y2\n";
+    let a = post("?fieldValidation=Strict", "application/yaml", yaml).await;
+    a.assert_failure(400, r#"strict decoding error: duplicate field "metadata.name""#);
+    let a = post("?fieldValidation=Ignore", "application/yaml", yaml).await;
+    assert_eq!(a.code, 201, "{a:?}");
+    assert_eq!(a.json()["metadata"]["name"], "y2");
+    // An update is judged the same way.
+    let put = r#"{"metadata":{"name":"sd2","name":"sd2"},"data":{}}"#;
+    let a = server.request("PUT", &format!("{CMS}/sd2?fieldValidation=Strict"), Some("application/json"), put).await;
+    a.assert_failure(400, r#"duplicate field "metadata.name""#);
+}
+
+fn continue_token(v: &str, rv: i64, start: &str) -> String {
+    use base64::Engine;
+    let json = json!({"v": v, "rv": rv, "start": start}).to_string();
+    base64::engine::general_purpose::URL_SAFE.encode(json)
+}
+
+/// Issue 17, defect 8: lists ignored `resourceVersionMatch=Exact` and invalid `resourceVersion`/`limit`
+/// values, and a continue token naming no usable revision listed nothing with 200. They get kube-apiserver's
+/// answers now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_options_are_validated_and_exact_lists_that_revision() {
+    let server = Server::start().await;
+    let a = server.json("POST", CMS, &json!({"metadata": {"name": "a"}, "data": {"v": "1"}})).await;
+    let first = a.json()["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    server.json("POST", CMS, &json!({"metadata": {"name": "b"}})).await;
+    assert_eq!(server.json("PATCH", &format!("{CMS}/a"), &json!({"data": {"v": "2"}})).await.code, 200);
+
+    let exact = server.get(&format!("{CMS}?resourceVersion={first}&resourceVersionMatch=Exact")).await;
+    assert_eq!(exact.code, 200, "{exact:?}");
+    let list = exact.json();
+    assert_eq!(list["metadata"]["resourceVersion"], first.as_str(), "{list}");
+    let items: Vec<(Value, Value)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["metadata"]["name"].clone(), i["data"]["v"].clone()))
+        .collect();
+    assert_eq!(items, vec![(json!("a"), json!("1"))], "the list as it was at {first}");
+    let later = server.get(&format!("{CMS}?resourceVersion={first}&resourceVersionMatch=NotOlderThan")).await;
+    assert_eq!(later.json()["items"].as_array().map(Vec::len), Some(2), "{later:?}");
+
+    struct Case {
+        query: String,
+        code: u16,
+        message: &'static str,
+    }
+    let cases = [
+        Case {
+            query: "resourceVersion=abc".into(),
+            code: 400,
+            message: r#"invalid resource version: resourceVersion: Invalid value: "abc": strconv.ParseUint: parsing "abc": invalid syntax"#,
+        },
+        Case { query: "limit=abc".into(), code: 400, message: r#"strconv.ParseInt: parsing "abc": invalid syntax"# },
+        Case {
+            query: "resourceVersionMatch=Exact".into(),
+            code: 422,
+            message: r#"ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"#,
+        },
+        Case {
+            query: "resourceVersionMatch=Newest&resourceVersion=1".into(),
+            code: 422,
+            message: r#"resourceVersionMatch: Unsupported value: "Newest": supported values: "Exact", "NotOlderThan", """#,
+        },
+        Case {
+            query: "resourceVersionMatch=Exact&resourceVersion=999999".into(),
+            code: 504,
+            message: "Too large resource version: 999999",
+        },
+        Case {
+            query: "watch=true&resourceVersionMatch=NotOlderThan&resourceVersion=1".into(),
+            code: 422,
+            message: "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        },
+        Case {
+            query: "watch=true&sendInitialEvents=true".into(),
+            code: 422,
+            message: "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        },
+        Case {
+            query: format!("limit=1&continue={}", continue_token("meta.k8s.io/v1", 0, "a")),
+            code: 400,
+            message: "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        },
+        Case {
+            query: format!("limit=1&continue={}", continue_token("meta.k8s.io/v9", 2, "a")),
+            code: 400,
+            message: r#"continue key is not valid: server does not recognize this encoded version "meta.k8s.io/v9""#,
+        },
+        Case {
+            query: format!("limit=1&resourceVersion=2&continue={}", continue_token("meta.k8s.io/v1", 2, "a")),
+            code: 400,
+            message: "specifying resource version is not allowed when using continue",
+        },
+    ];
+    for c in cases {
+        let a = server.get(&format!("{CMS}?{}", c.query)).await;
+        assert_eq!(a.code, c.code, "{}: {a:?}", c.query);
+        let message = a.status()["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains(c.message), "{}: {message:?} does not contain {:?}", c.query, c.message);
+    }
+}
+
+/// Issue 17, defect 8: a 422 repeated every invalid value in full (20,000 bad labels in 1.4 MB made a 22 MB
+/// answer). Identical errors are listed once, at most 100 are listed, and long values are cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_20000_bad_labels_gets_a_small_422_naming_the_field() {
+    let server = Server::start().await;
+    let labels: serde_json::Map<String, Value> =
+        (0..20_000).map(|i| (format!("bad key {i:05} {}", "x".repeat(40)), json!("ok"))).collect();
+    let body = json!({"metadata": {"name": "many", "labels": labels}});
+    let request_bytes = body.to_string().len();
+    let a = server.json("POST", CMS, &body).await;
+    let s = a.assert_failure(422, r#"ConfigMap "many" is invalid: [metadata.labels: Invalid value: "bad key 00000"#);
+    assert!(a.body.len() < 100 * 1024, "a {request_bytes}-byte request got a {}-byte answer", a.body.len());
+    let message = s["message"].as_str().unwrap_or_default();
+    assert!(message.ends_with("more errors]"), "{}", &message[message.len().saturating_sub(80)..]);
+    let causes = s["details"]["causes"].as_array().cloned().unwrap_or_default();
+    assert!(!causes.is_empty() && causes.len() <= 100, "{} causes", causes.len());
+    assert!(causes.iter().all(|c| c["field"] == "metadata.labels"), "{causes:?}");
+
+    let long = json!({"metadata": {"name": "long", "labels": {"a": "v ".repeat(50_000)}}});
+    let a = server.json("POST", CMS, &long).await;
+    let s = a.assert_failure(422, r#"metadata.labels: Invalid value: "v v v"#);
+    assert!(s["message"].as_str().unwrap_or_default().contains("(truncated, 100000 bytes)"), "{s}");
+    assert!(a.body.len() < 8 * 1024, "{} bytes", a.body.len());
 }

@@ -28,8 +28,8 @@ pub mod world;
 pub use error::OperationError;
 
 use crate::error::{Error, Result};
-use crate::queue::Backoff;
 use controller::{watch, Controller};
+use kvol_runtime::Backoff;
 use kvol_volume::PluginRegistry;
 use std::future::Future;
 use std::sync::Arc;

@@ -5,7 +5,6 @@ use crate::cache::{Cache, VolumeCache};
 use crate::error::{api, Result};
 use crate::events::{EventType, Recorder};
 use crate::provision::ProvisionerRegistry;
-use crate::queue::WorkQueue;
 use crate::runner::{ControllerConfig, Metrics};
 use k8s_openapi::api::core::v1::{
     Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, PersistentVolumeStatus, Pod,
@@ -14,6 +13,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use kvol_runtime::WorkQueue;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;

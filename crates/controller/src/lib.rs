@@ -22,7 +22,6 @@ pub mod local_path;
 pub mod matching;
 mod protection;
 pub mod provision;
-pub mod queue;
 mod reclaim;
 mod runner;
 mod scheduler;

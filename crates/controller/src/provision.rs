@@ -280,7 +280,7 @@ impl Ctx {
                 let threshold = self.config.failed_provision_threshold;
                 let failures = self.provision_queue.failures(&key.to_string()) + 1;
                 if threshold > 0 && failures >= threshold {
-                    self.provision_queue.count_failure(&key.to_string());
+                    self.provision_queue.count_failure(key.to_string());
                     self.provision_given_up.lock().insert(key.to_string(), version);
                     let message = format!(
                         "Giving up provisioning volume for claim \"{key}\" after {failures} failures; \

@@ -17,6 +17,7 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostPa
 use kube::{Api, ResourceExt};
 use kvol_api::names::{ANN_BETA_STORAGE_PROVISIONER, ANN_PROVISIONED_BY, ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER};
 use kvol_csi::v1::{CreateVolumeRequest, DeleteVolumeRequest, Topology, TopologyRequirement};
+use kvol_runtime::WorkQueue;
 
 use crate::capability::{self, Access};
 use crate::error::{Error, Result};
@@ -141,7 +142,7 @@ pub async fn sync_claim(ctx: Arc<Ctx>, key: String) {
 }
 
 /// Requeues `key` with backoff unless it failed `threshold` times already (0 = retry forever).
-fn retry(queue: &Arc<crate::queue::Queue>, key: &str, threshold: u32, error: &Error, what: &str) {
+fn retry(queue: &WorkQueue<String>, key: &str, threshold: u32, error: &Error, what: &str) {
     let failures = queue.failures(key);
     if threshold == 0 || failures < threshold {
         let n = queue.add_rate_limited(key);
@@ -514,7 +515,10 @@ fn volume_action(driver: &str, pv: &PersistentVolume) -> VolumeAction {
     let spec = pv.spec.as_ref();
     let ours = spec.and_then(|s| s.csi.as_ref()).is_some_and(|c| c.driver == driver)
         && pv.annotations().get(ANN_PROVISIONED_BY).is_some_and(|p| p == driver);
-    if !ours {
+    // A PV being deleted whose volume this role already deleted (its finalizer is gone) is left alone, as
+    // external-provisioner's `shouldDelete` does: the PV lingers for pv-protection, and every update of it
+    // would otherwise call DeleteVolume again.
+    if !ours || (pv.metadata.deletion_timestamp.is_some() && !has_finalizer(pv)) {
         return VolumeAction::Nothing;
     }
     let policy = spec.and_then(|s| s.persistent_volume_reclaim_policy.as_deref()).unwrap_or("Delete");
@@ -656,10 +660,18 @@ mod tests {
         for case in cases {
             assert_eq!(volume_action("d", &case.pv), case.want);
         }
-        let mut deleting = pv("d", "d", "Retain", "Released");
-        deleting.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
-        assert_eq!(volume_action("d", &deleting), VolumeAction::RemoveFinalizer);
+        let deleting = |policy| {
+            let mut pv = pv("d", "d", policy, "Released");
+            pv.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
+            pv
+        };
+        assert_eq!(volume_action("d", &deleting("Retain")), VolumeAction::RemoveFinalizer);
+        assert_eq!(volume_action("d", &deleting("Delete")), VolumeAction::Delete, "deleted before its volume");
+        // DeleteVolume succeeded and the finalizer went; the PV waits for pv-protection: no second call.
+        let mut deleted = deleting("Delete");
+        deleted.metadata.finalizers = Some(vec!["kubernetes.io/pv-protection".into()]);
+        assert_eq!(volume_action("d", &deleted), VolumeAction::Nothing);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::config::{Role, SidecarConfig};
 use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::events::Recorder;
-use crate::queue::Queue;
 use crate::{attacher, provisioner, resizer};
+use kvol_runtime::WorkQueue;
 
 /// What every role's reconcile gets: the API client, the driver, the class cache and the queues.
 ///
@@ -42,13 +42,13 @@ pub struct Ctx {
     /// StorageClasses (few and small: cached).
     pub classes: Store<StorageClass>,
     /// Claims to provision (`ns/name`).
-    pub claim_queue: Arc<Queue>,
+    pub claim_queue: WorkQueue<String>,
     /// Volumes to delete (`name`).
-    pub volume_queue: Arc<Queue>,
+    pub volume_queue: WorkQueue<String>,
     /// VolumeAttachments to attach or detach (`name`), and PVs whose attacher finalizer may go (`pv/name`).
-    pub attach_queue: Arc<Queue>,
+    pub attach_queue: WorkQueue<String>,
     /// Claims to expand (`ns/name`).
-    pub resize_queue: Arc<Queue>,
+    pub resize_queue: WorkQueue<String>,
 }
 
 impl Ctx {
@@ -182,8 +182,9 @@ pub async fn run_sidecar(client: Client, config: SidecarConfig, shutdown: impl F
             reason: "the provisioner role needs the CREATE_DELETE_VOLUME controller capability".into(),
         });
     }
-    let (claim_queue, volume_queue) = (Queue::new(config.provision_backoff), Queue::new(config.provision_backoff));
-    let (attach_queue, resize_queue) = (Queue::new(config.attach_backoff), Queue::new(config.resize_backoff));
+    let (claim_queue, volume_queue) =
+        (WorkQueue::new(config.provision_backoff), WorkQueue::new(config.provision_backoff));
+    let (attach_queue, resize_queue) = (WorkQueue::new(config.attach_backoff), WorkQueue::new(config.resize_backoff));
     let roles = config.roles.clone();
     let (provision, attach, resize) =
         (roles.contains(&Role::Provisioner), roles.contains(&Role::Attacher), roles.contains(&Role::Resizer));
@@ -274,7 +275,7 @@ pub async fn run_sidecar(client: Client, config: SidecarConfig, shutdown: impl F
     tracing::info!("sidecar running");
     shutdown.await;
     for q in [&ctx.claim_queue, &ctx.volume_queue, &ctx.attach_queue, &ctx.resize_queue] {
-        q.close();
+        q.shut_down();
     }
     tasks.abort_all();
     while workers.join_next().await.is_some() {}
@@ -283,12 +284,12 @@ pub async fn run_sidecar(client: Client, config: SidecarConfig, shutdown: impl F
 }
 
 /// A worker: takes keys from `queue` and runs `sync` on them, one at a time.
-async fn work<F, Fut>(ctx: Arc<Ctx>, queue: Arc<Queue>, sync: F)
+async fn work<F, Fut>(ctx: Arc<Ctx>, queue: WorkQueue<String>, sync: F)
 where
     F: Fn(Arc<Ctx>, String) -> Fut,
     Fut: Future<Output = ()>,
 {
-    while let Some(key) = queue.next().await {
+    while let Some(key) = queue.get().await {
         sync(ctx.clone(), key.clone()).await;
         queue.done(&key);
     }

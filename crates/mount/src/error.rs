@@ -112,7 +112,7 @@ pub enum Error {
     #[error("invalid path {path:?}: {reason}")]
     InvalidPath { path: String, reason: String },
     /// Opening a path component by component beneath a root failed; EXDEV/ELOOP mean it tried to escape.
-    #[error("opening {sub_path:?} beneath {root}")]
+    #[error("opening {sub_path:?} beneath {root}: {}", beneath_reason(.source))]
     OpenBeneath {
         root: PathBuf,
         sub_path: String,
@@ -313,6 +313,17 @@ pub(crate) fn io_err(errno: nix::errno::Errno) -> io::Error {
     io::Error::from_raw_os_error(errno as i32)
 }
 
+/// What an [`Error::OpenBeneath`] failure means, with its errno: the escapes in words.
+fn beneath_reason(source: &io::Error) -> String {
+    match source.raw_os_error() {
+        Some(libc::EXDEV) => {
+            "it escapes the volume through \"..\", an absolute symlink or a symlink out of it (EXDEV)".to_string()
+        }
+        Some(libc::ELOOP) => "it goes through a symlink, which is refused here, or symlinks loop (ELOOP)".to_string(),
+        _ => source.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +358,21 @@ mod tests {
         assert_eq!(mount(libc::ENODEV).class(), ErrorClass::Final);
         assert_eq!(mount(libc::ETIMEDOUT).class(), ErrorClass::Uncertain);
         assert_eq!(mount(libc::EBUSY).raw_os_error(), Some(libc::EBUSY));
+    }
+
+    #[test]
+    fn a_refused_subpath_says_that_it_escapes_the_volume_and_gives_the_errno() {
+        let beneath = |errno| Error::OpenBeneath {
+            root: "/v".into(),
+            sub_path: "rel-link".into(),
+            source: io::Error::from_raw_os_error(errno),
+        };
+        let text = beneath(libc::EXDEV).to_string();
+        assert!(text.starts_with("opening \"rel-link\" beneath /v: it escapes the volume"), "{text}");
+        assert!(text.ends_with("(EXDEV)"), "{text}");
+        assert!(beneath(libc::ELOOP).to_string().contains("symlink"));
+        assert!(beneath(libc::ELOOP).to_string().ends_with("(ELOOP)"));
+        assert!(beneath(libc::ENOENT).to_string().contains("No such file or directory (os error 2)"));
     }
 
     #[test]

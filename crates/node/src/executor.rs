@@ -1,9 +1,12 @@
 //! One operation per volume at a time, with exponential backoff after failures (kubelet's
-//! `nestedpendingoperations`: 500 ms doubling to 2m2s).
+//! `nestedpendingoperations`: 500 ms doubling to 2m2s). As there, the backoff belongs to the operation
+//! that failed: a different operation on the same key (the teardown of a mount that kept failing, once
+//! its pod is deleted) starts at once instead of waiting out the failed one's backoff.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use kvol_runtime::Backoff;
 use parking_lot::Mutex;
 
 /// kubelet's `initialDurationBeforeRetry`.
@@ -14,6 +17,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(122);
 #[derive(Debug, Default)]
 struct Pending {
     running: bool,
+    /// The operation that runs or last failed on the key.
+    operation: &'static str,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -36,17 +41,20 @@ pub struct Executor {
 
 /// The backoff after `failures` consecutive failures.
 pub fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    INITIAL_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF)
+    Backoff { base: INITIAL_BACKOFF, max: MAX_BACKOFF }.delay(failures)
 }
 
 impl Executor {
-    /// Claims `key` for a new operation, unless one is running or backing off.
-    pub fn try_start(&self, key: &str, now: Instant) -> Result<(), Refused> {
+    /// Claims `key` for `operation`, unless an operation is running on it or the same operation failed
+    /// there recently; the backoff of a different operation is forgotten.
+    pub fn try_start(&self, key: &str, operation: &'static str, now: Instant) -> Result<(), Refused> {
         let mut ops = self.ops.lock();
         let p = ops.entry(key.to_string()).or_default();
         if p.running {
             return Err(Refused::Running);
+        }
+        if p.operation != operation {
+            *p = Pending { operation, ..Pending::default() };
         }
         if let Some(at) = p.retry_at.filter(|at| *at > now) {
             return Err(Refused::BackingOff(at));
@@ -102,11 +110,11 @@ mod tests {
     fn runs_one_operation_per_key_at_a_time() {
         let e = Executor::default();
         let now = Instant::now();
-        e.try_start("v", now).unwrap();
-        assert_eq!(e.try_start("v", now), Err(Refused::Running));
-        e.try_start("w", now).unwrap();
+        e.try_start("v", "mount", now).unwrap();
+        assert_eq!(e.try_start("v", "mount", now), Err(Refused::Running));
+        e.try_start("w", "mount", now).unwrap();
         e.finish("v", true, now);
-        e.try_start("v", now).unwrap();
+        e.try_start("v", "mount", now).unwrap();
     }
 
     #[test]
@@ -117,9 +125,28 @@ mod tests {
         assert_eq!(backoff(30), MAX_BACKOFF);
         let e = Executor::default();
         let now = Instant::now();
-        e.try_start("v", now).unwrap();
+        e.try_start("v", "mount", now).unwrap();
         let at = e.finish("v", false, now).unwrap();
-        assert_eq!(e.try_start("v", now), Err(Refused::BackingOff(at)));
-        e.try_start("v", at).unwrap();
+        assert_eq!(e.try_start("v", "mount", now), Err(Refused::BackingOff(at)));
+        e.try_start("v", "mount", at).unwrap();
+    }
+
+    #[test]
+    fn a_different_operation_on_a_key_does_not_wait_for_the_failed_ones_backoff() {
+        let e = Executor::default();
+        let mut now = Instant::now();
+        let mut retry_at = now;
+        for _ in 0..8 {
+            now = retry_at;
+            e.try_start("pod/u/subpaths", "set up subpaths", now).unwrap();
+            retry_at = e.finish("pod/u/subpaths", false, now).unwrap();
+        }
+        assert_eq!(retry_at - now, Duration::from_secs(64));
+        assert_eq!(e.try_start("pod/u/subpaths", "set up subpaths", now), Err(Refused::BackingOff(retry_at)));
+        // The pod was deleted: its teardown starts now, not two minutes later.
+        e.try_start("pod/u/subpaths", "clean subpaths", now).unwrap();
+        assert_eq!(e.try_start("pod/u/subpaths", "set up subpaths", now), Err(Refused::Running));
+        let at = e.finish("pod/u/subpaths", false, now).unwrap();
+        assert_eq!(at, now + INITIAL_BACKOFF, "the teardown's own backoff starts from the beginning");
     }
 }

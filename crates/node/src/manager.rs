@@ -214,7 +214,7 @@ impl Manager {
             }
         }
         let key = op.key();
-        if self.executor.try_start(&key, Instant::now()).is_err() {
+        if self.executor.try_start(&key, op.name(), Instant::now()).is_err() {
             return;
         }
         // Record the in-flight state first, so that a crash or a concurrent plan sees it as uncertain.

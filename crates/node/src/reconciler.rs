@@ -58,6 +58,19 @@ impl Operation {
         }
     }
 
+    /// The operation's name, which owns the backoff of its key when it fails (see [`crate::executor`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Mount { .. } => "mount",
+            Operation::Unmount { .. } => "unmount",
+            Operation::SetUpSubpaths { .. } => "set up subpaths",
+            Operation::CleanSubpaths { .. } => "clean subpaths",
+            Operation::RemovePodDir { .. } => "remove pod dir",
+            Operation::MountDevice { .. } => "mount device",
+            Operation::UnmountDevice { .. } => "unmount device",
+        }
+    }
+
     /// The pod the operation is for.
     pub fn pod_uid(&self) -> &str {
         match self {

@@ -3,7 +3,7 @@
 mod util;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use serde_json::json;
@@ -411,7 +411,8 @@ async fn sub_paths_are_bound_symlink_safely_and_escapes_are_refused() -> Result<
                  "volumes": [{"name": "h", "hostPath": {"path": host, "type": "Directory"}}]}
     });
     cluster.apply(&on_node(escape))?;
-    cluster.wait_event("escape", "FailedMount", "failed to prepare subPath", T).await?;
+    let message = cluster.wait_event("escape", "FailedMount", "failed to prepare subPath", T).await?;
+    assert!(message.contains("escapes the volume") && message.contains("(EXDEV)"), "{message}");
     let esc = cluster.pod("escape").await?.unwrap();
     let esc_dir = kvol_mount::paths::pod_volume_subpaths_dir(&cluster.root(), esc.metadata.uid.as_deref().unwrap());
     let escaped: Vec<_> = mounts_under(&esc_dir).into_keys().collect();
@@ -421,6 +422,30 @@ async fn sub_paths_are_bound_symlink_safely_and_escapes_are_refused() -> Result<
     cluster.wait_gone("escape", T).await?;
     assert!(mounts_under(&cluster.root()).is_empty());
     assert!(std::fs::read_dir(kvol_mount::paths::pods_dir(&cluster.root()))?.next().is_none());
+    agent.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_subpath_keeps_failing_is_deleted_without_waiting_out_the_mount_backoff() -> Result<()> {
+    require_root!();
+    let cluster = Cluster::start().await?;
+    let agent = Agent::start(&cluster);
+    let host = cluster.work("h");
+    std::os::unix::fs::symlink("/etc", host.join("evil"))?;
+    cluster.apply(&on_node(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stuck"},
+        "spec": {"containers": [{"name": "c", "image": "x",
+                    "volumeMounts": [{"name": "h", "mountPath": "/x", "subPath": "evil"}]}],
+                 "volumes": [{"name": "h", "hostPath": {"path": host, "type": "Directory"}}]}
+    })))?;
+    cluster.wait_event("stuck", "FailedMount", "escapes the volume", T).await?;
+    // Seven failures later the subPath step backs off for 32 s (0.5 s doubling).
+    tokio::time::sleep(Duration::from_secs(33)).await;
+    let started = Instant::now();
+    cluster.kubectl(&["delete", "pod", "stuck", "--wait=false"], None)?;
+    cluster.wait_gone("stuck", T).await?;
+    eprintln!("deleted in {:?}", started.elapsed());
+    assert!(mounts_under(&cluster.root()).is_empty());
     agent.stop().await
 }
 

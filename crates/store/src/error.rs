@@ -53,6 +53,22 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The disk (or file system) holding the database is full: the write was rolled back and nothing of it
+    /// was applied. It can be retried once space is freed.
+    #[error("store is full: write of {key:?} not committed: the database or its disk is full")]
+    Full {
+        /// The key written.
+        key: String,
+    },
+    /// The database files could not be created or made private (mode 0600).
+    #[error("making {path} private: {source}")]
+    MakePrivate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database holds something this version cannot read.
     #[error("corrupt store: {0}")]
     Corrupt(String),

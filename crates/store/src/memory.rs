@@ -39,7 +39,9 @@ impl State {
     }
 
     /// `range` as of `revision`: the current entries with every later change under `prefix` undone from the
-    /// history (each key's first change after `revision` carries the entry it replaced).
+    /// history (each key's first change after `revision` carries the entry it replaced). A page costs the
+    /// history after `revision` plus the page itself (and a count of what follows it), never a copy of the
+    /// whole prefix, so paging through a large collection at one revision stays linear.
     pub fn range_at(&self, prefix: &str, options: &RangeOptions, revision: i64) -> Result<RangeResult> {
         if revision > self.revision {
             return Err(Error::FutureRevision { requested: revision, current: self.revision });
@@ -52,6 +54,7 @@ impl State {
         }
         let gone = || Error::Compacted { requested: revision, compacted: self.compacted.max(revision) };
         let start = self.history.partition_point(|e| e.revision() <= revision);
+        // Every key under `prefix` changed after `revision`, with the entry it had then (None: it did not exist).
         let mut before: BTreeMap<&str, Option<&KeyValue>> = BTreeMap::new();
         for e in self.history.range(start..).filter(|e| e.kv.key.starts_with(prefix)) {
             if before.contains_key(e.kv.key.as_str()) {
@@ -65,19 +68,21 @@ impl State {
             };
             before.insert(e.kv.key.as_str(), prev);
         }
-        let after = |k: &str| options.start_after.as_deref().is_none_or(|a| k > a);
-        let mut snapshot: BTreeMap<&str, &KeyValue> = self
+        let lower: Bound<&str> = match options.start_after.as_deref() {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let unchanged = self
             .kvs
-            .range::<String, _>((Bound::Included(prefix.to_string()), Bound::Unbounded))
+            .range::<str, _>((lower, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(k, _)| after(k) && !before.contains_key(k.as_str()))
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
-        snapshot.extend(before.into_iter().filter(|(k, _)| after(k)).filter_map(|(k, v)| v.map(|v| (k, v))));
+            .filter(|(k, _)| !before.contains_key(k.as_str()))
+            .map(|(_, v)| v);
+        let restored = before.range::<&str, _>((lower, Bound::Unbounded)).filter_map(|(_, v)| *v);
+        let mut merged = MergeByKey { a: unchanged.peekable(), b: restored.peekable() };
         let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
-        let kvs: Vec<KeyValue> = snapshot.values().take(limit).map(|kv| (*kv).clone()).collect();
-        let remaining = snapshot.len() - kvs.len();
-        Ok(RangeResult { kvs, revision, remaining })
+        let kvs: Vec<KeyValue> = merged.by_ref().take(limit).cloned().collect();
+        Ok(RangeResult { kvs, revision, remaining: merged.count() })
     }
 
     /// Apply durable events and publish them to watchers.
@@ -148,6 +153,24 @@ impl State {
     }
 }
 
+/// Two key-ordered runs of entries with no key in common, as one key-ordered run.
+struct MergeByKey<'a, A: Iterator<Item = &'a KeyValue>, B: Iterator<Item = &'a KeyValue>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'a, A: Iterator<Item = &'a KeyValue>, B: Iterator<Item = &'a KeyValue>> Iterator for MergeByKey<'a, A, B> {
+    type Item = &'a KeyValue;
+
+    fn next(&mut self) -> Option<&'a KeyValue> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(a), Some(b)) if b.key < a.key => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +225,37 @@ mod tests {
         ));
         s.compact(then + 1);
         assert!(matches!(s.range_at("/p/", &RangeOptions::default(), then), Err(Error::Compacted { .. })));
+    }
+
+    #[test]
+    fn paging_at_an_earlier_revision_walks_every_entry_once_in_key_order() {
+        let mut s = State::new(16);
+        for key in ["/p/a", "/p/c", "/p/e", "/p/g"] {
+            put(&mut s, key, "old");
+        }
+        let then = s.revision;
+        let whole = keys_and_values(&s.range("/p/", &RangeOptions::default()));
+        // Deleted, created, updated and re-created keys interleave with the unchanged ones.
+        delete(&mut s, "/p/c");
+        put(&mut s, "/p/b", "new");
+        put(&mut s, "/p/g", "new");
+        put(&mut s, "/p/d", "new");
+        delete(&mut s, "/p/a");
+        put(&mut s, "/p/a", "again");
+        for page in 1..=5 {
+            let mut seen = Vec::new();
+            let mut start_after = None;
+            loop {
+                let options = RangeOptions { start_after: start_after.clone(), limit: Some(page) };
+                let r = s.range_at("/p/", &options, then).unwrap();
+                assert!(r.kvs.len() <= page);
+                seen.extend(keys_and_values(&r));
+                if r.remaining == 0 {
+                    break;
+                }
+                start_after = r.kvs.last().map(|kv| kv.key.clone());
+            }
+            assert_eq!(seen, whole, "pages of {page}");
+        }
     }
 }

@@ -62,9 +62,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) the database at `path` and load it.
+    /// Open (creating if needed) the database at `path` and load it. The database and its `-wal` and `-shm`
+    /// files are private (0600), also when an older version left them readable.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
+        make_private(&path)?;
         let conn = Connection::open(&path).map_err(|source| Error::Sqlite { step: "open", source })?;
         // One store per database: the lock is taken now and held until the store closes (exclusive locking
         // mode), so a second store, in this process or another, fails here instead of writing revisions
@@ -179,6 +181,35 @@ impl Store for SqliteStore {
         }
         .boxed()
     }
+}
+
+/// Create the database file 0600 if missing (SQLite gives its `-wal` and `-shm` files the database's mode),
+/// and take group and other access away from the three files if they exist.
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |what: &Path, source| Error::MakePrivate { path: what.to_path_buf(), source };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                let mode = m.permissions().mode() & 0o700;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).map_err(|e| err(&file, e))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&file, e)),
+        }
+    }
+    Ok(())
 }
 
 fn meta_get(conn: &Connection, name: &str) -> Result<i64> {
@@ -364,7 +395,8 @@ impl Writer {
                 Outcome::Done(r) => r,
                 Outcome::Pending(kv) => match &failure {
                     None => Ok(kv),
-                    Some(message) => Err(Error::Corrupt(format!("write of {:?} not committed: {message}", kv.key))),
+                    Some(e) if is_disk_full(e) => Err(Error::Full { key: kv.key }),
+                    Some(e) => Err(Error::Corrupt(format!("write of {:?} not committed: {e}", kv.key))),
                 },
             };
             // The caller may have gone away; the write stands either way.
@@ -372,7 +404,7 @@ impl Writer {
         }
     }
 
-    fn persist(&mut self, events: &[Event], revision: i64) -> Result<(), String> {
+    fn persist(&mut self, events: &[Event], revision: i64) -> rusqlite::Result<()> {
         let run = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             {
@@ -415,9 +447,12 @@ impl Writer {
             }
             tx.commit()
         };
-        run(&mut self.conn).map_err(|e| {
-            tracing::error!(error = %e, "store commit failed");
-            e.to_string()
+        run(&mut self.conn).inspect_err(|e| {
+            if is_disk_full(e) {
+                tracing::error!(error = %e, "store commit refused: the database or its disk is full");
+            } else {
+                tracing::error!(error = %e, "store commit failed");
+            }
         })
     }
 
@@ -465,6 +500,11 @@ impl Writer {
             }
         }
     }
+}
+
+/// SQLITE_FULL: no room on the disk (ENOSPC) or past `max_page_count`. The transaction is rolled back.
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
 }
 
 fn check(key: &str, current: Option<&KeyValue>, precondition: Precondition) -> Result<()> {

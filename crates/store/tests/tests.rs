@@ -245,3 +245,109 @@ mod model {
         }
     }
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped (also when the test fails).
+struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (e.g. `4m`) at `path`, or None (with the reason printed) where mounting is
+    /// not allowed (not root, or in a container without the capability).
+    fn mount(path: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(path)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { path: path.to_path_buf() }),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: cannot mount a tmpfs at {}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Issue 17, defect 8: a full disk answered `corrupt store: … database or disk is full`. The store is not
+/// corrupt: the write is refused as `Error::Full`, nothing acknowledged is lost, and writes work again once
+/// there is room.
+#[tokio::test]
+async fn a_full_disk_refuses_the_write_as_full_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, "4m") else { return };
+    // Room to free later: the disk is filled by the store itself, then this file goes.
+    std::fs::write(mnt.join("ballast"), vec![0u8; 512 * 1024]).unwrap();
+    let path = mnt.join("kvol.db");
+    let s = SqliteStore::open(&path, SqliteOptions::default()).expect("open store");
+    let value = Bytes::from(vec![b'x'; 64 * 1024]);
+    let mut acknowledged = Vec::new();
+    let refused = loop {
+        assert!(acknowledged.len() < 200, "4 MiB held {} writes of 64 KiB", acknowledged.len());
+        let key = format!("/k/{:03}", acknowledged.len());
+        match s.put(key.clone(), value.clone(), Precondition::MustNotExist).await {
+            Ok(kv) => acknowledged.push((key, kv.mod_revision)),
+            Err(e) => break (key, e),
+        }
+    };
+    let (refused_key, e) = refused;
+    assert!(matches!(&e, Error::Full { key } if *key == refused_key), "a full disk is not {e:?}");
+    let message = e.to_string();
+    assert!(message.contains("store is full") && !message.contains("corrupt"), "{message}");
+    assert!(s.get(&refused_key).unwrap().is_none(), "the refused write left nothing behind");
+    assert_eq!(s.current_revision(), acknowledged.last().map_or(0, |(_, rev)| *rev), "no revision consumed");
+    std::fs::remove_file(mnt.join("ballast")).unwrap();
+    s.put(refused_key.clone(), b("small"), Precondition::MustNotExist).await.expect("a write once there is room");
+    s.close();
+    drop(s);
+    let s = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
+    for (key, rev) in &acknowledged {
+        let kv = s.get(key).unwrap().unwrap_or_else(|| panic!("acknowledged {key} lost"));
+        assert_eq!((kv.mod_revision, kv.value.len()), (*rev, value.len()), "{key}");
+    }
+    assert_eq!(s.get(&refused_key).unwrap().unwrap().value, b("small"));
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+/// Issue 17, defect 8: `kvol.db` and `kvol.db-wal` were 0644, readable by anyone the data directory let in.
+#[tokio::test]
+async fn the_database_files_are_private_and_an_older_store_is_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kvol.db");
+    let wal = dir.path().join("kvol.db-wal");
+    let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    s.put("/a".into(), b("1"), Precondition::None).await.unwrap();
+    assert_eq!((mode(&path), mode(&wal)), (0o600, 0o600), "the database and its WAL");
+    drop(s);
+    // As an older kvol left them.
+    for file in [&path, &wal] {
+        if file.exists() {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    s.put("/b".into(), b("2"), Precondition::None).await.unwrap();
+    assert_eq!((mode(&path), mode(&wal)), (0o600, 0o600), "tightened on open");
+    assert_eq!(s.get("/a").unwrap().unwrap().value, b("1"));
+}

@@ -57,9 +57,16 @@ pub fn agent_config(data_dir: &Path, node: &NodeArgs) -> kvol_node::AgentConfig 
     );
     config.volume_plugin_dir = Some(node.volume_plugin_dir.clone());
     config.controller_attach_detach = node.enable_controller_attach_detach;
-    config.flex_limits.default = std::time::Duration::from_secs(node.flex_call_timeout.max(1));
+    config.flex_limits = flex_limits(node.flex_call_timeout);
     config.read_only_address = (node.read_only_port != 0).then(|| (node.address, node.read_only_port).into());
     config
+}
+
+/// The FlexVolume call limits `--flex-call-timeout` sets (the agent's and the attach/detach controller's).
+pub fn flex_limits(call_timeout_secs: u64) -> kvol_flex::CallLimits {
+    let mut limits = kvol_volume::plugins::flexvolume::FlexConfig::default_limits();
+    limits.default = std::time::Duration::from_secs(call_timeout_secs.max(1));
+    limits
 }
 
 /// The kubeconfig `--kubeconfig`, `$KUBECONFIG` or `<data-dir>/kubeconfig` names.

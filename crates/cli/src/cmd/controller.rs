@@ -28,6 +28,10 @@ pub struct Args {
     /// (kube-controller-manager's flag of this name).
     #[arg(long, default_value = kvol_node::DEFAULT_VOLUME_PLUGIN_DIR)]
     flex_volume_plugin_dir: PathBuf,
+    /// Seconds a FlexVolume driver call may run before the driver (its whole process group) is killed;
+    /// `waitforattach` and `mountdevice` get at least 10 minutes (as `kvol agent --flex-call-timeout`).
+    #[arg(long, default_value_t = 120)]
+    flex_call_timeout: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -51,8 +55,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 return Ok(());
             }
             let node_root = PathBuf::from("/var/lib/kubelet");
-            super::inprocess::attach_detach(client, args.flex_volume_plugin_dir, node_root, stopped(stop_rx.clone()))
-                .await
+            let limits = super::agent::flex_limits(args.flex_call_timeout);
+            let plugin_dir = args.flex_volume_plugin_dir;
+            super::inprocess::attach_detach(client, plugin_dir, node_root, limits, stopped(stop_rx.clone())).await
         };
         tokio::pin!(controllers, attach_detach);
         // Either part failing stops the command; a signal stops both, then waits for them.

@@ -12,6 +12,7 @@ use anyhow::Context;
 use kube::Client;
 use kvol_controller::attach_detach::{run_attach_detach, AttachDetachConfig};
 use kvol_csi_sidecar::{Role, SidecarConfig};
+use kvol_flex::CallLimits;
 use kvol_volume::plugins::csi::RegistrationEvent;
 use kvol_volume::plugins::flexvolume::{FlexConfig, FlexVolumeProber};
 use kvol_volume::PluginRegistry;
@@ -19,15 +20,17 @@ use tokio::sync::mpsc;
 
 /// Runs the attach/detach controller and the expand controller until `shutdown`, attaching and growing
 /// FlexVolumes through the drivers in `flex_dir` (kube-controller-manager's `--flex-volume-plugin-dir`),
-/// probed as they come and go. `node_root` is the node agent's root directory (the drivers' per-node paths).
+/// probed as they come and go. `node_root` is the node agent's root directory (the drivers' per-node paths);
+/// `limits` bound every driver call, as the agent's `--flex-call-timeout` bounds its own.
 pub async fn attach_detach(
     client: Client,
     flex_dir: PathBuf,
     node_root: PathBuf,
+    limits: CallLimits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut registry = PluginRegistry::new();
-    let prober = FlexVolumeProber::new(FlexConfig::new(&flex_dir), None)
+    let prober = FlexVolumeProber::new(FlexConfig::new(&flex_dir).with_limits(limits), None)
         .await
         .with_context(|| format!("FlexVolume plugin directory {}", flex_dir.display()))?;
     registry.add_source(prober.clone());

@@ -45,7 +45,23 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Raise the soft limit on open files to the hard one, as Go (and so kube-apiserver) does at start: the
+/// server's connections, watches and store need descriptors, and the soft default is often 1,024.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "could not raise the open files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read the open files limit"),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let mut config = ServerConfig::new(args.data_dir.clone(), args.listen);
     config.unix_socket = args.unix_socket;
     config.bookmark_interval = Duration::from_secs(args.watch_bookmark_interval.max(1));
@@ -53,6 +69,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let node_name = agent_config.node_name.clone();
     let flex_dir = args.node.volume_plugin_dir.clone();
     let node_root = agent_config.root_dir.clone();
+    // The in-process attach/detach controller calls the same drivers under the same limits as the agent.
+    let flex_limits = agent_config.flex_limits.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await.context("kvol server")?;
@@ -75,7 +93,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if !args.no_controllers {
             let (client, stop) = (client.clone(), stopped(stop_rx.clone()));
             parts.spawn(async move {
-                ("attach/detach controller", super::inprocess::attach_detach(client, flex_dir, node_root, stop).await)
+                (
+                    "attach/detach controller",
+                    super::inprocess::attach_detach(client, flex_dir, node_root, flex_limits, stop).await,
+                )
             });
         }
         if !args.no_agent {

@@ -107,7 +107,7 @@ impl Operations {
     }
 
     /// Counts a failure; the next try waits `base * 2^(n-1)` up to `max`. Returns the failure count.
-    pub fn failed(&mut self, key: &VolumeNode, backoff: &crate::queue::Backoff, now: Instant) -> u32 {
+    pub fn failed(&mut self, key: &VolumeNode, backoff: &kvol_runtime::Backoff, now: Instant) -> u32 {
         let n = self.failures.get(key).map_or(0, |(n, _)| *n) + 1;
         self.failures.insert(key.clone(), (n, now + backoff.delay(n)));
         n
@@ -218,7 +218,7 @@ mod tests {
     use super::super::actual::AttachedVolume;
     use super::super::desired::DesiredVolume;
     use super::*;
-    use crate::queue::Backoff;
+    use kvol_runtime::Backoff;
 
     const CSI_VOL: &str = "kubernetes.io/csi/d^h";
     const SIX_MINUTES: Duration = Duration::from_secs(360);

@@ -116,7 +116,7 @@ impl Mounter for CsiBlockMapper {
         };
         let object = csi_driver(host, &self.driver)?;
         let client = self.plugin.client(&self.driver)?;
-        let caps = client.capabilities()?;
+        let caps = client.capabilities(&self.handle)?;
         let context = publish_context(host, &self.driver, &self.handle, attach_required(object.as_ref()))?;
         let secrets = match &csi.node_publish_secret_ref {
             Some(r) => {
@@ -253,7 +253,7 @@ pub(crate) fn unstage(plugin: &CsiPlugin, host: &dyn VolumeHost, staging: &Path)
     match VolumeData::load(&data_dir)? {
         Some(data) if std::fs::symlink_metadata(staging).is_ok() => {
             let client = plugin.client(&data.driver_name)?;
-            if client.capabilities()?.stage_unstage {
+            if client.capabilities(&data.volume_handle)?.stage_unstage {
                 client.unstage(&data.volume_handle, &staging.to_string_lossy())?;
             }
         }

@@ -85,12 +85,12 @@ impl DriverClient {
         self.runtime.block_on(call_with_timeout(call, volume, timeout, f(client, timeout)))
     }
 
-    /// NodeGetCapabilities, asked once per registration.
-    pub(crate) fn capabilities(&self) -> Result<NodeCapabilities, CsiError> {
+    /// NodeGetCapabilities, asked once per registration; `volume` is the volume it is asked for (errors name it).
+    pub(crate) fn capabilities(&self, volume: &str) -> Result<NodeCapabilities, CsiError> {
         if let Some(caps) = self.drivers.cached_capabilities(&self.driver) {
             return Ok(caps);
         }
-        let response = self.run("NodeGetCapabilities", "", |mut c, t| async move {
+        let response = self.run("NodeGetCapabilities", volume, |mut c, t| async move {
             c.node_get_capabilities(request(NodeGetCapabilitiesRequest {}, t)).await
         })?;
         let caps = NodeCapabilities::from_response(&response);
@@ -148,14 +148,61 @@ pub(crate) async fn get_volume_stats(
 }
 
 /// NodeGetCapabilities on `channel`, async.
-pub(crate) async fn get_capabilities(channel: Channel, timeout: Duration) -> Result<NodeCapabilities, CsiError> {
+pub(crate) async fn get_capabilities(
+    channel: Channel,
+    volume: &str,
+    timeout: Duration,
+) -> Result<NodeCapabilities, CsiError> {
     let mut client = NodeClient::new(channel);
     let response = call_with_timeout(
         "NodeGetCapabilities",
-        "",
+        volume,
         timeout,
         client.node_get_capabilities(request(NodeGetCapabilitiesRequest {}, timeout)),
     )
     .await?;
     Ok(NodeCapabilities::from_response(&response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::csi::drivers::DriverInfo;
+
+    #[test]
+    fn a_driver_that_never_answers_times_out_naming_the_volume_the_call_was_for() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("csi.sock");
+        // A socket that accepts and never says anything: a hung driver.
+        let listener = {
+            let _guard = rt.enter();
+            tokio::net::UnixListener::bind(&socket).unwrap()
+        };
+        rt.spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let drivers = CsiDrivers::new();
+        {
+            let _guard = rt.enter();
+            drivers
+                .register(DriverInfo {
+                    name: "hung.csi.test".into(),
+                    endpoint: format!("unix://{}", socket.display()),
+                    version: (1, 0, 0),
+                    node_id: "n1".into(),
+                    max_volumes_per_node: 0,
+                    topology: Default::default(),
+                })
+                .unwrap();
+        }
+        let client = DriverClient::new(&drivers, "hung.csi.test", rt.handle(), Duration::from_millis(300)).unwrap();
+        // Plugin methods run on the blocking pool, outside the runtime.
+        let err = std::thread::spawn(move || client.capabilities("vol-7")).join().unwrap().unwrap_err();
+        assert!(matches!(&err, CsiError::Timeout { volume, .. } if volume == "vol-7"), "{err:?}");
+        assert_eq!(err.to_string(), "NodeGetCapabilities for volume \"vol-7\" did not answer within 300ms");
+    }
 }

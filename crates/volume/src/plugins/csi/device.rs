@@ -92,7 +92,7 @@ impl DeviceVolumePlugin for CsiPlugin {
         let Source::Persistent { csi, .. } = &source else { return Ok(()) };
         let (driver, handle) = persistent_ids(spec, csi)?;
         let client = self.client(driver)?;
-        let caps = client.capabilities()?;
+        let caps = client.capabilities(handle)?;
         let object = csi_driver(host, driver)?;
         let context = publish_context(host, driver, handle, attach_required(object.as_ref()))?;
         let secrets = match (&csi.node_stage_secret_ref, caps.stage_unstage) {
@@ -163,7 +163,7 @@ impl DeviceVolumePlugin for CsiPlugin {
             return Ok(());
         };
         let client = self.client(&data.driver_name)?;
-        if client.capabilities()?.stage_unstage {
+        if client.capabilities(&data.volume_handle)?.stage_unstage {
             client.unstage(&data.volume_handle, &device_mount_path.to_string_lossy())?;
         }
         remove_mount_dir(host.mounter().as_ref(), device_mount_path)

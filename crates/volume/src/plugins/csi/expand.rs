@@ -28,7 +28,7 @@ impl NodeExpandablePlugin for CsiPlugin {
         let Source::Persistent { csi, .. } = &source else { return Ok(()) };
         let (driver, handle) = persistent_ids(spec, csi)?;
         let client = self.client(driver)?;
-        let caps = client.capabilities()?;
+        let caps = client.capabilities(handle)?;
         if !caps.expand {
             tracing::debug!(volume = handle, "driver has no node EXPAND_VOLUME capability: nothing to do on the node");
             return Ok(());

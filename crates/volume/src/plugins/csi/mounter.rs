@@ -122,7 +122,7 @@ impl Mounter for CsiMounter {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| "ReadWriteOnceWithFSType".into());
         let client = self.plugin.client(&self.driver)?;
-        let caps = client.capabilities()?;
+        let caps = client.capabilities(&self.handle)?;
 
         let mut staging = String::new();
         let mut context = HashMap::new();

@@ -61,7 +61,7 @@ pub async fn volume_stats(
     let caps = match drivers.cached_capabilities(&data.driver_name) {
         Some(caps) => caps,
         None => {
-            let caps = get_capabilities(channel.clone(), timeout).await?;
+            let caps = get_capabilities(channel.clone(), &data.volume_handle, timeout).await?;
             drivers.cache_capabilities(&data.driver_name, caps);
             caps
         }

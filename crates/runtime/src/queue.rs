@@ -1,30 +1,15 @@
-//! A work queue with client-go's guarantees: a key waiting is queued once however often it is added, a key
+//! client-go's work queue: a key waiting is queued once however often it is added, a key
 //! is handed to one worker at a time (added again while processing, it is processed again afterwards), and
 //! failures are retried with per-key exponential backoff.
 
+use crate::Backoff;
 use parking_lot::Mutex;
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-
-/// Per-key exponential backoff: `base * 2^(failures-1)`, capped at `max`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// The first delay.
-    pub base: Duration,
-    /// The longest delay.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The delay after `failures` failures (1-based).
-    pub fn delay(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(30);
-        self.base.saturating_mul(1u32 << exp).min(self.max)
-    }
-}
 
 struct State<K> {
     queue: VecDeque<K>,
@@ -34,7 +19,7 @@ struct State<K> {
     shut_down: bool,
 }
 
-/// The queue; cheap to clone.
+/// The queue of keys; cheap to clone (clones share the queue).
 pub struct WorkQueue<K> {
     state: Arc<Mutex<State<K>>>,
     notify: Arc<Notify>,
@@ -63,8 +48,10 @@ impl<K: Hash + Eq + Clone + Send + 'static> WorkQueue<K> {
         }
     }
 
-    /// Queue a key (once, however often it is added before a worker takes it).
-    pub fn add(&self, key: K) {
+    /// Queue a key (once, however often it is added before a worker takes it; a key being processed is
+    /// queued again once its worker is done).
+    pub fn add(&self, key: impl Into<K>) {
+        let key = key.into();
         let mut s = self.state.lock();
         if s.shut_down || s.dirty.contains(&key) {
             return;
@@ -106,7 +93,8 @@ impl<K: Hash + Eq + Clone + Send + 'static> WorkQueue<K> {
     }
 
     /// Count a failure of `key` and queue it again after its backoff; returns the failure count.
-    pub fn add_rate_limited(&self, key: K) -> u32 {
+    pub fn add_rate_limited(&self, key: impl Into<K>) -> u32 {
+        let key = key.into();
         let failures = {
             let mut s = self.state.lock();
             let n = s.failures.entry(key.clone()).or_default();
@@ -118,20 +106,26 @@ impl<K: Hash + Eq + Clone + Send + 'static> WorkQueue<K> {
     }
 
     /// Count a failure without queueing again (giving up); returns the failure count.
-    pub fn count_failure(&self, key: &K) -> u32 {
+    pub fn count_failure(&self, key: impl Into<K>) -> u32 {
         let mut s = self.state.lock();
-        let n = s.failures.entry(key.clone()).or_default();
+        let n = s.failures.entry(key.into()).or_default();
         *n += 1;
         *n
     }
 
     /// How often `key` failed since it was last forgotten.
-    pub fn failures(&self, key: &K) -> u32 {
+    pub fn failures<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> u32
+    where
+        K: Borrow<Q>,
+    {
         self.state.lock().failures.get(key).copied().unwrap_or(0)
     }
 
-    /// Reset the failure count of `key`.
-    pub fn forget(&self, key: &K) {
+    /// Reset the failure count of `key` (after a success, or when its object is gone).
+    pub fn forget<Q: Hash + Eq + ?Sized>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         self.state.lock().failures.remove(key);
     }
 
@@ -163,17 +157,20 @@ impl<K: Hash + Eq + Clone + Send + 'static> WorkQueue<K> {
     }
 
     /// Mark `key` processed; if it was added meanwhile it is queued again.
-    pub fn done(&self, key: &K) {
+    pub fn done<Q: Hash + Eq + ?Sized>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         let mut s = self.state.lock();
-        s.processing.remove(key);
-        if s.dirty.contains(key) {
-            s.queue.push_back(key.clone());
+        let Some(key) = s.processing.take(key) else { return };
+        if s.dirty.contains::<K>(&key) {
+            s.queue.push_back(key);
             drop(s);
             self.notify.notify_one();
         }
     }
 
-    /// How many keys wait.
+    /// How many keys wait (not counting those being processed).
     pub fn len(&self) -> usize {
         self.state.lock().queue.len()
     }
@@ -201,8 +198,8 @@ mod tests {
     #[tokio::test]
     async fn a_key_added_twice_is_handed_out_once() {
         let q = queue();
-        q.add("a".into());
-        q.add("a".into());
+        q.add("a");
+        q.add("a");
         assert_eq!(q.len(), 1);
         assert_eq!(q.get().await.as_deref(), Some("a"));
         assert!(q.is_empty());
@@ -211,22 +208,38 @@ mod tests {
     #[tokio::test]
     async fn a_key_added_while_processing_comes_back_after_done() {
         let q = queue();
-        q.add("a".into());
+        q.add("a");
         let key = q.get().await.unwrap();
-        q.add("a".into());
+        q.add("a");
         assert!(q.is_empty(), "not handed to a second worker while the first has it");
         q.done(&key);
         assert_eq!(q.get().await.as_deref(), Some("a"));
     }
 
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let b = Backoff { base: Duration::from_secs(15), max: Duration::from_secs(1000) };
-        assert_eq!(b.delay(1), Duration::from_secs(15));
-        assert_eq!(b.delay(2), Duration::from_secs(30));
-        assert_eq!(b.delay(7), Duration::from_secs(960));
-        assert_eq!(b.delay(8), Duration::from_secs(1000));
-        assert_eq!(b.delay(40), Duration::from_secs(1000));
+    #[tokio::test]
+    async fn failures_are_counted_until_forgotten_and_keys_borrow() {
+        let q = queue();
+        assert_eq!(q.add_rate_limited("a"), 1);
+        assert_eq!(q.get().await.as_deref(), Some("a"));
+        q.done("a");
+        assert_eq!(q.add_rate_limited("a"), 2);
+        assert_eq!(q.failures("a"), 2);
+        q.forget("a");
+        assert_eq!(q.failures("a"), 0);
+    }
+
+    #[tokio::test]
+    async fn keys_added_together_are_handed_out_in_order_once_each() {
+        let q = queue();
+        q.add_all(["a".to_string(), "b".to_string(), "a".to_string()]);
+        q.add("c");
+        let mut got = Vec::new();
+        while !q.is_empty() {
+            let key = q.get().await.unwrap();
+            q.done(&key);
+            got.push(key);
+        }
+        assert_eq!(got, ["a", "b", "c"]);
     }
 
     #[tokio::test]
