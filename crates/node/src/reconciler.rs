@@ -68,6 +68,7 @@ impl Operation {
             Operation::RemovePodDir { .. } => "remove pod dir",
             Operation::MountDevice { .. } => "mount device",
             Operation::UnmountDevice { .. } => "unmount device",
+            Operation::Detach { .. } => "detach",
         }
     }
 
