@@ -203,6 +203,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A detached loop device stayed bound: something still holds it open (a mount, in this or another mount
+    /// namespace, or a process), and the kernel releases it only when the last holder closes it.
+    #[error(
+        "loop device {device} is still bound to {file} {waited:?} after its detach: it is held open (mounted, or \
+         opened by a process); the kernel releases it when the last holder closes it"
+    )]
+    LoopBusy { device: PathBuf, file: PathBuf, waited: Duration },
     /// `blkid` could not tell whether a device holds a file system.
     #[error("probing {device} with blkid failed ({status}): {output}")]
     Probe { device: PathBuf, status: String, output: String },
@@ -275,6 +282,19 @@ impl Error {
         }
     }
 
+    /// This error and its causes, `: `-separated: for messages that travel as one string (a FlexVolume
+    /// driver's answer, a gRPC status).
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
     /// The OS error behind this error, if there is one.
     pub fn raw_os_error(&self) -> Option<i32> {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
@@ -307,6 +327,23 @@ fn beneath_reason(source: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_causes_appends_the_cause_chain() {
+        let err = Error::Loop {
+            step: "open",
+            device: "/dev/loop7".into(),
+            file: "/p/v.img".into(),
+            source: io::Error::from_raw_os_error(libc::ENXIO),
+        };
+        assert_eq!(
+            err.with_causes(),
+            format!(
+                "loop device open on /dev/loop7 (backing file /p/v.img): {}",
+                io::Error::from_raw_os_error(libc::ENXIO)
+            )
+        );
+    }
 
     #[test]
     fn mount_errnos_are_classified() {

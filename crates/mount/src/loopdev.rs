@@ -1,17 +1,35 @@
-//! Loop devices: a regular file attached as a block device (`/dev/loopN`), through the loop ioctls.
+//! Loop devices: a regular file attached as a block device (`/dev/loopN`), through the loop ioctls. This is
+//! the one loop-device implementation: the node agent's tests and kvol's FlexVolume and CSI drivers use it.
 //!
-//! Attach is idempotent (a file already backing a device returns that device) and serialized per backing
-//! file with `flock`, so two agents attaching the same file do not get two devices.
+//! - **Attach** is idempotent (a file already backing a device returns that device) and serialized per
+//!   backing file with `flock` ([`BackingFile`]), so two processes attaching one file do not get two
+//!   devices. A device of the file whose detach is still pending is waited for first: two devices on one
+//!   file would corrupt it.
+//! - **Detach is asynchronous in the kernel.** `LOOP_CLR_FD` only marks the device (it sets autoclear);
+//!   the kernel clears it when its last opener closes it: at once if nobody else has it open, later while a
+//!   mount (in any mount namespace) or a process holds it. [`detach`] waits for that, for a bounded time,
+//!   and fails with [`Error::LoopBusy`] if the device stays bound: a detach that returns `Ok` leaves
+//!   nothing bound.
+//! - **Lookups read sysfs** (`/sys/block/loopN/loop/…`) and do not open devices: opening one holds it,
+//!   which would delay another process's detach.
+//!
+//! kvol never attaches with autoclear, so on its devices a set autoclear flag means "detach pending".
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{io_err, Error, Result};
+
+/// How long [`detach`] and [`BackingFile::attach`] wait for the kernel to release a device.
+pub const DETACH_WAIT: Duration = Duration::from_secs(5);
+/// How often a pending release is looked at.
+const RELEASE_POLL: Duration = Duration::from_millis(10);
 
 const LOOP_CONTROL: &str = "/dev/loop-control";
 /// How often attach retries when another process takes the free device first.
@@ -148,96 +166,209 @@ fn open_device(path: &Path, file: &Path) -> Result<File> {
         .map_err(|e| loop_err("open", path, file, e))
 }
 
-/// The loop device currently backed by `file`, if any (matched by device and inode, not by name).
-pub fn find_by_backing_file(file: &Path) -> Result<Option<PathBuf>> {
-    let meta = std::fs::metadata(file).map_err(|source| Error::Stat { path: file.to_path_buf(), source })?;
-    let rd = match std::fs::read_dir("/sys/block") {
-        Ok(rd) => rd,
-        Err(source) => return Err(Error::ReadDir { path: "/sys/block".into(), source }),
-    };
+/// A bound loop device, as sysfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub device: PathBuf,
+    /// The backing file's path as the kernel reports it (as given at attach time, resolved).
+    pub backing_file: PathBuf,
+    /// `LO_FLAGS_AUTOCLEAR`: the device goes when its last opener closes it. kvol never attaches with it, so
+    /// on kvol's devices it means a detach is pending (`LOOP_CLR_FD` while someone held the device).
+    pub autoclear: bool,
+}
+
+/// `N` of `/dev/loopN`.
+fn device_number(device: &Path) -> Option<u32> {
+    device.file_name()?.to_str()?.strip_prefix("loop")?.parse().ok()
+}
+
+/// Loop device `n`, if bound (its `loop/` sysfs directory exists from bind to release).
+fn bound(n: u32) -> Option<LoopDevice> {
+    let sys = PathBuf::from(format!("/sys/block/loop{n}/loop"));
+    let backing = std::fs::read_to_string(sys.join("backing_file")).ok()?;
+    let backing = backing.trim_end_matches('\n');
+    if backing.is_empty() {
+        return None; // being cleared
+    }
+    let autoclear = std::fs::read_to_string(sys.join("autoclear")).is_ok_and(|v| v.trim() == "1");
+    Some(LoopDevice { device: device_path(n), backing_file: PathBuf::from(backing), autoclear })
+}
+
+/// Every bound loop device, by number.
+pub fn list() -> Result<Vec<LoopDevice>> {
+    let rd = std::fs::read_dir("/sys/block").map_err(|source| Error::ReadDir { path: "/sys/block".into(), source })?;
     let mut numbers: Vec<u32> =
         rd.flatten().filter_map(|e| e.file_name().to_str()?.strip_prefix("loop")?.parse().ok()).collect();
     numbers.sort_unstable();
+    let mut devices = Vec::new();
     for n in numbers {
-        // Only attached devices have loop/backing_file.
-        if !Path::new(&format!("/sys/block/loop{n}/loop/backing_file")).exists() {
-            continue;
-        }
-        let dev = ensure_node(n)?;
-        let Ok(f) = File::open(&dev) else { continue };
-        let Ok(info) = sys::get_status(std::os::fd::AsFd::as_fd(&f)) else { continue };
-        if info.lo_inode == meta.ino() && info.lo_device == meta.dev() {
-            return Ok(Some(dev));
+        if let Some(d) = bound(n) {
+            ensure_node(n)?;
+            devices.push(d);
         }
     }
-    Ok(None)
+    Ok(devices)
 }
 
-/// Attaches `file` to a free loop device and returns its path (`/dev/loopN`). Idempotent: if `file` already
-/// backs a device, that device is returned.
-pub fn attach(file: &Path) -> Result<PathBuf> {
-    let backing = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(file)
-        .map_err(|e| loop_err("open backing file", Path::new(LOOP_CONTROL), file, e))?;
-    // Serialize attachers of this file (in this and other processes) so the check below stays true.
-    let backing = Flock::lock(backing, FlockArg::LockExclusive)
-        .map_err(|(_, e)| loop_err("flock backing file", Path::new(LOOP_CONTROL), file, io_err(e)))?;
-    if let Some(dev) = find_by_backing_file(file)? {
-        tracing::debug!(file = %file.display(), device = %dev.display(), "already attached");
-        return Ok(dev);
+/// The loop devices bound to `file` (matched by device and inode, not by name), pending detaches included.
+pub fn devices_of(file: &Path) -> Result<Vec<LoopDevice>> {
+    let meta = std::fs::metadata(file).map_err(|source| Error::Stat { path: file.to_path_buf(), source })?;
+    let mut found = Vec::new();
+    for d in list()? {
+        let same = match std::fs::metadata(&d.backing_file) {
+            Ok(b) => (b.dev(), b.ino()) == (meta.dev(), meta.ino()),
+            // A path this process cannot resolve (another mount namespace, a deleted file): ask the device.
+            Err(_) => File::open(&d.device)
+                .ok()
+                .and_then(|f| sys::get_status(std::os::fd::AsFd::as_fd(&f)).ok())
+                .is_some_and(|info| (info.lo_device, info.lo_inode) == (meta.dev(), meta.ino())),
+        };
+        if same {
+            found.push(d);
+        }
     }
-    let control = File::open(LOOP_CONTROL).map_err(|e| loop_err("open", Path::new(LOOP_CONTROL), file, e))?;
-    let mut last = None;
-    for _ in 0..ATTACH_ATTEMPTS {
-        let n = sys::get_free(std::os::fd::AsFd::as_fd(&control))
-            .map_err(|e| loop_err("LOOP_CTL_GET_FREE", Path::new(LOOP_CONTROL), file, io_err(e)))?;
-        let path = ensure_node(n)?;
-        let dev = open_device(&path, file)?;
-        match sys::set_fd(std::os::fd::AsFd::as_fd(&dev), std::os::fd::AsFd::as_fd(&*backing)) {
-            Ok(()) => {}
-            // Another process took it between GET_FREE and SET_FD.
-            Err(nix::errno::Errno::EBUSY) => {
-                last = Some(loop_err("LOOP_SET_FD", &path, file, io_err(nix::errno::Errno::EBUSY)));
-                continue;
+    Ok(found)
+}
+
+/// The loop device backed by `file` that stays (no detach pending), if any.
+pub fn find_by_backing_file(file: &Path) -> Result<Option<PathBuf>> {
+    Ok(devices_of(file)?.into_iter().find(|d| !d.autoclear).map(|d| d.device))
+}
+
+/// An exclusive `flock` on a loop device's backing file, held while attaching it (in this and other
+/// processes), and by callers for whatever must not run alongside an attach or detach of it (formatting).
+pub struct BackingFile {
+    path: PathBuf,
+    file: Flock<File>,
+}
+
+impl BackingFile {
+    /// Opens `path` read-write and locks it, waiting for another holder.
+    pub fn lock(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| loop_err("open backing file", Path::new(LOOP_CONTROL), path, e))?;
+        let file = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| loop_err("flock backing file", Path::new(LOOP_CONTROL), path, io_err(e)))?;
+        Ok(BackingFile { path: path.to_path_buf(), file })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Attaches the file to a free loop device and returns it (`/dev/loopN`). Idempotent: a device the file
+    /// already backs is returned. A device of the file with a pending detach is waited for (up to
+    /// [`DETACH_WAIT`]) before a new one is attached.
+    pub fn attach(&self) -> Result<PathBuf> {
+        let existing = devices_of(&self.path)?;
+        if let Some(d) = existing.iter().find(|d| !d.autoclear) {
+            tracing::debug!(file = %self.path.display(), device = %d.device.display(), "already attached");
+            return Ok(d.device.clone());
+        }
+        for d in &existing {
+            wait_released(d, DETACH_WAIT)?;
+        }
+        let file = &self.path;
+        let control = File::open(LOOP_CONTROL).map_err(|e| loop_err("open", Path::new(LOOP_CONTROL), file, e))?;
+        let mut last = None;
+        for _ in 0..ATTACH_ATTEMPTS {
+            let n = sys::get_free(std::os::fd::AsFd::as_fd(&control))
+                .map_err(|e| loop_err("LOOP_CTL_GET_FREE", Path::new(LOOP_CONTROL), file, io_err(e)))?;
+            let path = ensure_node(n)?;
+            let dev = open_device(&path, file)?;
+            match sys::set_fd(std::os::fd::AsFd::as_fd(&dev), std::os::fd::AsFd::as_fd(&*self.file)) {
+                Ok(()) => {}
+                // Another process took it between GET_FREE and SET_FD.
+                Err(nix::errno::Errno::EBUSY) => {
+                    last = Some(loop_err("LOOP_SET_FD", &path, file, io_err(nix::errno::Errno::EBUSY)));
+                    continue;
+                }
+                Err(e) => return Err(loop_err("LOOP_SET_FD", &path, file, io_err(e))),
             }
-            Err(e) => return Err(loop_err("LOOP_SET_FD", &path, file, io_err(e))),
+            let mut info = LoopInfo64::zeroed();
+            let name = file.as_os_str().as_encoded_bytes();
+            let len = name.len().min(info.lo_file_name.len() - 1);
+            info.lo_file_name[..len].copy_from_slice(&name[..len]);
+            if let Err(e) = sys::set_status(std::os::fd::AsFd::as_fd(&dev), &info) {
+                let _ = sys::clr_fd(std::os::fd::AsFd::as_fd(&dev));
+                return Err(loop_err("LOOP_SET_STATUS64", &path, file, io_err(e)));
+            }
+            tracing::info!(file = %file.display(), device = %path.display(), fd = dev.as_raw_fd(), "attached loop device");
+            return Ok(path);
         }
-        let mut info = LoopInfo64::zeroed();
-        let name = file.as_os_str().as_encoded_bytes();
-        let len = name.len().min(info.lo_file_name.len() - 1);
-        info.lo_file_name[..len].copy_from_slice(&name[..len]);
-        if let Err(e) = sys::set_status(std::os::fd::AsFd::as_fd(&dev), &info) {
-            let _ = sys::clr_fd(std::os::fd::AsFd::as_fd(&dev));
-            return Err(loop_err("LOOP_SET_STATUS64", &path, file, io_err(e)));
-        }
-        tracing::info!(file = %file.display(), device = %path.display(), fd = dev.as_raw_fd(), "attached loop device");
-        return Ok(path);
+        Err(last.expect("at least one attempt"))
     }
-    Err(last.expect("at least one attempt"))
+
+    /// Detaches every device the file backs, each as [`detach_within`] does.
+    pub fn detach_all(&self, wait: Duration) -> Result<()> {
+        for d in devices_of(&self.path)? {
+            detach_within(&d.device, wait)?;
+        }
+        Ok(())
+    }
 }
 
-/// Detaches a loop device. Idempotent: a device that does not exist or is not attached is success.
-/// Fails with `EBUSY` while the device is mounted.
+/// Attaches `file` ([`BackingFile::attach`] under the file's lock).
+pub fn attach(file: &Path) -> Result<PathBuf> {
+    BackingFile::lock(file)?.attach()
+}
+
+/// Detaches a loop device and waits (up to [`DETACH_WAIT`]) until the kernel has released it.
 pub fn detach(device: &Path) -> Result<()> {
-    let dev = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(device) {
-        Ok(f) => f,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENXIO)) => return Ok(()),
-        Err(e) => return Err(loop_err("open", device, Path::new(""), e)),
-    };
-    match sys::clr_fd(std::os::fd::AsFd::as_fd(&dev)) {
-        Ok(()) | Err(nix::errno::Errno::ENXIO) => Ok(()),
-        Err(e) => Err(loop_err("LOOP_CLR_FD", device, Path::new(""), io_err(e))),
+    detach_within(device, DETACH_WAIT)
+}
+
+/// Detaches a loop device (`LOOP_CLR_FD`), then waits until the kernel has released it, which it does once
+/// the last opener closes it. Fails with [`Error::LoopBusy`] if it is still bound after `wait` (mounted, or
+/// held open): the detach stays pending and happens when the holder lets go. Idempotent: a device that does
+/// not exist or is not bound is success.
+pub fn detach_within(device: &Path, wait: Duration) -> Result<()> {
+    let before = device_number(device).and_then(bound);
+    {
+        let dev = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(device) {
+            Ok(f) => f,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENXIO)) => return Ok(()),
+            Err(e) => return Err(loop_err("open", device, Path::new(""), e)),
+        };
+        match sys::clr_fd(std::os::fd::AsFd::as_fd(&dev)) {
+            Ok(()) | Err(nix::errno::Errno::ENXIO) => {}
+            Err(e) => return Err(loop_err("LOOP_CLR_FD", device, Path::new(""), io_err(e))),
+        }
+        // Closed here: if nobody else holds the device, this close releases it.
+    }
+    match before {
+        Some(d) => wait_released(&d, wait),
+        None => Ok(()),
     }
 }
 
-/// Detaches whatever device `file` backs, if any. Idempotent.
+/// Detaches every device `file` backs, waiting for each as [`detach`] does. Idempotent.
 pub fn detach_file(file: &Path) -> Result<()> {
-    match find_by_backing_file(file)? {
-        Some(dev) => detach(&dev),
-        None => Ok(()),
+    for d in devices_of(file)? {
+        detach(&d.device)?;
+    }
+    Ok(())
+}
+
+/// Waits until `d` is no longer bound to its backing file.
+fn wait_released(d: &LoopDevice, wait: Duration) -> Result<()> {
+    let n = device_number(&d.device).unwrap_or(u32::MAX);
+    let start = Instant::now();
+    loop {
+        match bound(n) {
+            Some(now) if now.backing_file == d.backing_file => {}
+            _ => return Ok(()),
+        }
+        if start.elapsed() >= wait {
+            return Err(Error::LoopBusy { device: d.device.clone(), file: d.backing_file.clone(), waited: wait });
+        }
+        std::thread::sleep(RELEASE_POLL);
     }
 }
 

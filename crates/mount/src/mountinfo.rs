@@ -246,6 +246,38 @@ pub fn is_corrupted_mount(err: &Error) -> bool {
 mod tests {
     use super::*;
 
+    /// kvol-csi's case, from when it had its own parser.
+    #[test]
+    fn unescapes_octal_sequences_only() {
+        assert_eq!(unescape_string("a\\040b\\134c"), "a b\\c");
+        assert_eq!(unescape_string("a\\x"), "a\\x");
+    }
+
+    /// kvol-flex's sample, from when it had its own parser: loop devices, an escaped space, optional fields,
+    /// a bind of a subdirectory, an NFS source.
+    #[test]
+    fn parses_fields_and_unescapes_paths_of_kvol_flex_mounts() {
+        const SAMPLE: &str = "\
+22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw,lowerdir=/a
+36 22 7:3 / /var/lib/kvol/plugins/kubernetes.io/flexvolume/kvol/loop/mounts/pv1 rw,relatime - ext4 /dev/loop3 rw
+37 22 7:3 / /tmp/pod\\040dir rw,relatime shared:5 master:2 - ext4 /dev/loop3 rw
+38 22 0:50 /sub /mnt/b rw - tmpfs tmpfs rw
+39 22 0:51 / /mnt/nfs rw - nfs4 127.0.0.1:/export rw,vers=4.2
+";
+        let mounts = parse_mountinfo(SAMPLE).unwrap();
+        assert_eq!(mounts.len(), 5);
+        assert_eq!((mounts[1].major, mounts[1].minor), (7, 3));
+        assert_eq!(mounts[1].source, "/dev/loop3");
+        assert_eq!(mounts[2].mount_point, Path::new("/tmp/pod dir"), "optional fields skipped");
+        assert_eq!(mounts[3].root, Path::new("/sub"));
+        assert_eq!(mounts[4].fs_type, "nfs4");
+        assert_eq!(mounts[4].source, "127.0.0.1:/export");
+        assert_eq!(find_by_mount_point(&mounts, Path::new("/mnt/b")).unwrap().fs_type, "tmpfs");
+        assert!(find_by_mount_point(&mounts, Path::new("/mnt")).is_none());
+        let err = parse_mountinfo(&format!("{SAMPLE}bad line\n")).unwrap_err();
+        assert!(matches!(err, Error::ParseMountInfo { line: 6, .. }), "{err}");
+    }
+
     // Lines taken from real machines (this one, a kubelet node, the proc(5) example).
     const SAMPLE: &str = "\
 22 27 0:21 / /proc rw,relatime - proc proc rw

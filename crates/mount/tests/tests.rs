@@ -458,6 +458,44 @@ fn loop_device_with_ext4_attaches_formats_mounts_and_detaches() {
     assert_eq!(loopdev::find_by_backing_file(&img).unwrap(), None);
 }
 
+/// Regression (issue 11, "a detach that says Success while /dev/loopN stays bound"): `LOOP_CLR_FD` on a
+/// device someone holds open only marks it, and the kernel releases it when the holder closes it. `detach`
+/// returned `Ok` at once with the device still bound; it now waits for the release and fails clearly if it
+/// does not come, and an attach of the file does not take a second device meanwhile.
+#[test]
+fn a_loop_detach_never_reports_success_while_the_device_stays_bound() {
+    require_root!();
+    let w = Workdir::new("loopheld");
+    let img = w.path().join("disk.img");
+    sparse_file(&img, 1 << 20);
+    let dev = loopdev::attach(&img).unwrap();
+    w.track_loop(&dev);
+    let holder = std::fs::File::open(&dev).unwrap();
+
+    let result = loopdev::detach(&dev);
+    let bound = loopdev::devices_of(&img).unwrap();
+    assert!(result.is_err() || bound.is_empty(), "detach answered Ok with {bound:?} still bound");
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::LoopBusy { .. }), "{err}");
+    assert!(err.to_string().contains("is still bound to") && err.to_string().contains("held open"), "{err}");
+    assert_eq!(bound.len(), 1, "the detach is pending: {bound:?}");
+    assert!(bound[0].autoclear, "{bound:?}");
+    assert_eq!(loopdev::find_by_backing_file(&img).unwrap(), None, "a pending detach is not a usable device");
+    // An attach waits for the pending release rather than binding a second device to the file.
+    let err = loopdev::attach(&img).unwrap_err();
+    assert!(matches!(err, Error::LoopBusy { .. }), "{err}");
+    assert_eq!(loopdev::devices_of(&img).unwrap().len(), 1);
+
+    // A holder that lets go during the wait: the detach succeeds, and nothing is bound when it returns.
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(holder);
+    });
+    loopdev::detach(&dev).unwrap();
+    assert_eq!(loopdev::devices_of(&img).unwrap(), []);
+    closer.join().unwrap();
+}
+
 #[test]
 fn loop_device_with_xfs_grows_online() {
     require_root!();

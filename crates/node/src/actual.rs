@@ -36,6 +36,20 @@ pub struct ActualVolume {
     pub device: Option<String>,
 }
 
+/// What is known of a device's mount at its global path (kubelet's `DeviceMountState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    /// Mounted at its global path by a completed MountDevice.
+    Mounted,
+    /// Possibly mounted: MountDevice is in flight or failed part-way, or the device was found after a
+    /// restart. The reconciler mounts it again (idempotently) or unmounts it.
+    Uncertain,
+    /// Unmounted by a completed UnmountDevice, and still attached by the agent: the next step is its detach
+    /// (never before: kubelet detaches only what UnmountDevice has released), or MountDevice again if a pod
+    /// wants it meanwhile.
+    Unmounted,
+}
+
 /// One device on this host: attached (if it needs attaching) and mounted at its per-node global path.
 #[derive(Debug, Clone)]
 pub struct ActualDevice {
@@ -47,8 +61,8 @@ pub struct ActualDevice {
     pub device_path: String,
     /// The global mount path.
     pub device_mount_path: std::path::PathBuf,
-    /// Mounted, or uncertain (in flight, failed part-way, or reconstructed).
-    pub state: MountState,
+    /// Mounted, uncertain (in flight, failed part-way, or reconstructed), or unmounted but still attached.
+    pub state: DeviceState,
     /// Whether this agent attached it (controller attach/detach disabled), and so must detach it.
     pub attached_by_agent: bool,
 }
@@ -101,7 +115,7 @@ impl ActualState {
         self.devices.insert(d.unique_name.clone(), d);
     }
 
-    /// Removes a device (unmounted and, if the agent attached it, detached).
+    /// Removes a device (unmounted, and detached if the agent attached it).
     pub fn remove_device(&mut self, unique_name: &str) -> Option<ActualDevice> {
         self.devices.remove(unique_name)
     }

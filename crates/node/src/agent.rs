@@ -64,6 +64,7 @@ pub async fn run_agent_hooked(
         crate::flex::start(
             dir.clone(),
             config.flex_limits.clone(),
+            &config.flex_env,
             &mut registry,
             client.clone(),
             config.node_name.clone(),

@@ -36,6 +36,9 @@ pub struct AgentConfig {
     /// Time limits of FlexVolume driver calls (kubelet has none but `waitforattach`'s; a hung driver is
     /// killed with its process group at its limit).
     pub flex_limits: kvol_flex::CallLimits,
+    /// Environment variables added to every FlexVolume driver call (drivers otherwise inherit the agent's),
+    /// e.g. a driver's state directory when several agents share one machine.
+    pub flex_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     /// kubelet's `--address` and `--read-only-port`: where `/healthz` and `/stats/summary` are served over
     /// plain HTTP, without authentication (port 0 picks a free one). The bound port is reported as the
     /// Node's kubelet endpoint, so the API server's node proxy reaches it. `None` serves nothing (kubelet's
@@ -57,6 +60,7 @@ impl AgentConfig {
             controller_attach_detach: true,
             volume_plugin_dir: None,
             flex_limits: kvol_volume::plugins::flexvolume::FlexConfig::default_limits(),
+            flex_env: Vec::new(),
             read_only_address: None,
         }
     }

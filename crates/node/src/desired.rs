@@ -173,3 +173,54 @@ impl DesiredState {
         self.pods.get(&id.pod_uid).is_some_and(|p| p.volumes.values().any(|v| &v.id == id))
     }
 }
+
+/// Fixtures for the agent's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Volume};
+
+    /// A pod `uid` with emptyDir volumes of these names.
+    pub fn pod(uid: &str, volumes: &[&str]) -> DesiredPod {
+        let plugin: Arc<dyn VolumePlugin> = Arc::new(kvol_volume::plugins::empty_dir::EmptyDirPlugin);
+        DesiredPod {
+            pod: Arc::new(Pod::default()),
+            pod_ref: PodRef { uid: uid.into(), namespace: "default".into(), name: uid.into() },
+            args: MounterArgs::default(),
+            volumes: volumes
+                .iter()
+                .map(|n| {
+                    let spec = VolumeSpec::Inline(Box::new(Volume {
+                        name: n.to_string(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    }));
+                    let v = DesiredVolume {
+                        id: id(uid, n),
+                        outer_name: n.to_string(),
+                        spec,
+                        plugin: plugin.clone(),
+                        generation: 0,
+                        object: None,
+                        device: None,
+                    };
+                    (n.to_string(), v)
+                })
+                .collect(),
+            errors: Default::default(),
+            first_seen: Instant::now(),
+        }
+    }
+
+    /// The id of volume `name` of [`pod`] `uid`.
+    pub fn id(uid: &str, name: &str) -> VolumeId {
+        VolumeId { pod_uid: uid.into(), plugin: "kubernetes.io/empty-dir".into(), spec_name: name.into() }
+    }
+
+    /// `p` with volume `name` needing the attached device `unique`.
+    pub fn with_device(mut p: DesiredPod, name: &str, unique: &str) -> DesiredPod {
+        let v = p.volumes.get_mut(name).unwrap();
+        v.device = Some(crate::desired::DesiredDevice { unique_name: unique.into(), requires_attach: true });
+        p
+    }
+}

@@ -16,18 +16,20 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 
-/// Loads the drivers in `dir`, adds them to `registry` as a dynamic source, and keeps watching `dir`
+/// Loads the drivers in `dir` (each call with `env` added), adds them to `registry` as a dynamic source, and keeps watching `dir`
 /// (in `tasks`); probe reports become events on node `node`.
 pub async fn start(
     dir: PathBuf,
     limits: kvol_flex::CallLimits,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
     registry: &mut PluginRegistry,
     client: Client,
     node: String,
     tasks: &mut JoinSet<()>,
 ) -> Result<Arc<FlexVolumeProber>> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let prober = FlexVolumeProber::new(FlexConfig::new(&dir).with_limits(limits), Some(tx))
+    let config = env.iter().fold(FlexConfig::new(&dir).with_limits(limits), |c, (k, v)| c.with_env(k, v));
+    let prober = FlexVolumeProber::new(config, Some(tx))
         .await
         .map_err(|e| Error::Watch(format!("FlexVolume plugin directory {}: {e}", dir.display())))?;
     tracing::info!(dir = %dir.display(), drivers = ?prober.drivers(), "FlexVolume drivers loaded");

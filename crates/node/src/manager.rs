@@ -9,7 +9,7 @@ use kvol_volume::{ErrorClass, PluginRegistry, PodRef, VolumeHost};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
-use crate::actual::{ActualDevice, ActualState, ActualVolume, MountState};
+use crate::actual::{ActualDevice, ActualState, ActualVolume, DeviceState, MountState};
 use crate::config::AgentConfig;
 use crate::desired::{DesiredState, DesiredVolume, ObjectRef};
 use crate::executor::Executor;
@@ -244,7 +244,7 @@ impl Manager {
                             plugin: volume.plugin.name().to_string(),
                             device_path: String::new(),
                             device_mount_path: std::path::PathBuf::new(),
-                            state: MountState::Uncertain,
+                            state: DeviceState::Uncertain,
                             attached_by_agent: false,
                         });
                     }
@@ -381,14 +381,33 @@ impl Manager {
                 match crate::operations::unmount_device(&self.host, &self.registry, &device) {
                     Ok(()) => {
                         tracing::info!(volume = %unique_name, path = %device.device_mount_path.display(), "UnmountDevice succeeded");
+                        let mut actual = self.actual.lock();
+                        if device.attached_by_agent {
+                            // Detached by its own operation, which may fail and be retried, or be overtaken
+                            // by a pod that wants the device mounted again.
+                            actual.set_device(ActualDevice { state: DeviceState::Unmounted, ..device });
+                        } else {
+                            actual.remove_device(unique_name);
+                        }
+                        true
+                    }
+                    Err(err) => {
+                        tracing::warn!(volume = %unique_name, "UnmountDevice failed: {err}");
+                        self.stats.lock().failures += 1;
+                        false
+                    }
+                }
+            }
+            Operation::Detach { unique_name } => {
+                let Some(device) = self.actual.lock().device(unique_name).cloned() else { return true };
+                match crate::operations::detach_device(&self.host, &self.registry, &device) {
+                    Ok(()) => {
+                        tracing::info!(volume = %unique_name, "DetachVolume.Detach succeeded");
                         self.actual.lock().remove_device(unique_name);
                         true
                     }
                     Err(err) => {
-                        match &err {
-                            crate::error::Error::Detach { .. } => tracing::warn!(volume = %unique_name, "{err}"),
-                            _ => tracing::warn!(volume = %unique_name, "UnmountDevice failed: {err}"),
-                        }
+                        tracing::warn!(volume = %unique_name, "{err}");
                         self.stats.lock().failures += 1;
                         false
                     }
@@ -457,7 +476,7 @@ impl Manager {
                             plugin: volume.plugin.name().to_string(),
                             device_path: prior.map(|d| d.device_path).unwrap_or_default(),
                             device_mount_path: path,
-                            state: MountState::Uncertain,
+                            state: DeviceState::Uncertain,
                             attached_by_agent: attached,
                         });
                     } else {
@@ -472,12 +491,17 @@ impl Manager {
     }
 
     /// The unique names of the devices in use on this node, sorted: those desired volumes need and those
-    /// still mounted (kubelet's `volumesInUse`, which gates the controller's detach).
+    /// still mounted (kubelet's `volumesInUse`, which gates the controller's detach). Devices not in the list
+    /// stop counting as reported.
     pub fn volumes_in_use(&self) -> Vec<String> {
         let desired = self.desired.lock();
         let actual = self.actual.lock();
         let mut names: std::collections::BTreeSet<String> = desired.devices().map(|d| d.unique_name.clone()).collect();
         names.extend(actual.devices().map(|d| d.unique_name.clone()));
+        // A device no longer in use is no longer reported from now on (the write of this list may land at any
+        // moment, and the controller may then detach it): a pod that wants it again waits for a write that
+        // lists it again, as kubelet's per-volume `reportedInUse` does.
+        self.reported_in_use.lock().retain(|name| names.contains(name));
         names.into_iter().collect()
     }
 
@@ -577,5 +601,40 @@ impl VolumeStatus {
             self.unmounted.join(" "),
             self.unattached.join(" ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::testing::{pod, with_device};
+
+    fn manager(root: &std::path::Path) -> Arc<Manager> {
+        let mounter: Arc<dyn kvol_mount::Mounter> = Arc::new(kvol_mount::FakeMounter::new());
+        let host = Arc::new(crate::host::AgentHost::new(root.to_path_buf(), Arc::clone(&mounter), None, None));
+        let registry = PluginRegistry::with(kvol_volume::all_plugins()).unwrap();
+        let (events, _) = mpsc::unbounded_channel();
+        Manager::new(AgentConfig::new("node", root), registry, host, mounter, ActualState::default(), events)
+    }
+
+    /// Regression (issue 11): with controller attach/detach, a device is mounted only once node status lists
+    /// it in `volumesInUse`. A device that had been reported, then left the list (its last pod gone, its
+    /// device unmounted), still counted as reported while the write without it was on its way, so a new pod
+    /// could mount it just before that write let the controller detach it.
+    #[tokio::test]
+    async fn a_device_that_left_volumes_in_use_is_mounted_again_only_after_a_report_that_lists_it() {
+        let root = tempfile::tempdir().unwrap();
+        let m = manager(root.path());
+        m.reported_in_use.lock().insert("dev".into());
+        // The in-use loop computes its next write: nothing needs the device any more.
+        assert!(m.volumes_in_use().is_empty());
+        // A new pod wants it before (or while) that write lands.
+        let p = with_device(pod("p2", &["data"]), "data", "dev");
+        let volume = p.volumes["data"].clone();
+        let pod_ref = p.pod_ref.clone();
+        m.desired.lock().set_pod(p);
+        m.dispatch(Operation::MountDevice { volume, pod: pod_ref });
+        assert!(m.actual.lock().device("dev").is_none(), "MountDevice started before a report listed the device");
+        assert_eq!(m.volumes_in_use(), ["dev"], "the next report lists it");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kvol_volume::{MounterArgs, PluginRegistry, PodRef, VolumeHost};
 
-use crate::actual::{ActualDevice, MountState};
+use crate::actual::{ActualDevice, DeviceState};
 use crate::desired::DesiredVolume;
 use crate::error::{Error, Result};
 use crate::volume_id::VolumeId;
@@ -191,14 +191,12 @@ pub fn mount_device(
         plugin: plugin.name().to_string(),
         device_path,
         device_mount_path,
-        state: MountState::Mounted,
+        state: DeviceState::Mounted,
         attached_by_agent: attached,
     })
 }
 
-/// Unmounts a device from its global path, then detaches it if the agent attached it (kubelet's
-/// UnmountDevice, then DetachVolume when controller attach/detach is disabled: the driver's `detach`, or
-/// deleting the CSI VolumeAttachment and waiting until it is gone). Idempotent.
+/// Unmounts a device from its global path (kubelet's UnmountDevice). Idempotent.
 pub fn unmount_device(host: &Arc<dyn VolumeHost>, registry: &PluginRegistry, device: &ActualDevice) -> Result<()> {
     let plugin = registry.find_by_name(&device.plugin)?;
     let Some(device_plugin) = plugin.as_device() else {
@@ -207,19 +205,24 @@ pub fn unmount_device(host: &Arc<dyn VolumeHost>, registry: &PluginRegistry, dev
     if !device.device_mount_path.as_os_str().is_empty() {
         device_plugin.unmount_device(&device.unique_name, &device.device_mount_path, host.as_ref())?;
     }
-    if device.attached_by_agent {
-        let detached = if let Some(attacher) = plugin.as_attachable() {
-            // The unique name is `<plugin>/<volume name>`, and a volume name never holds a `/`.
-            let volume_name = device.unique_name.rsplit('/').next().unwrap_or_default();
-            attacher.detach(volume_name, host.node_name())
-        } else if let Some(attacher) = plugin.as_node_attachable() {
-            attacher.detach(&device.unique_name, host.as_ref())
-        } else {
-            Ok(())
-        };
-        detached.map_err(|source| Error::Detach { volume: device.unique_name.clone(), source: Box::new(source) })?;
-    }
     Ok(())
+}
+
+/// Detaches a device the agent attached, after its UnmountDevice succeeded (kubelet's DetachVolume when
+/// controller attach/detach is disabled: the driver's `detach`, or deleting the CSI VolumeAttachment and
+/// waiting until it is gone). Idempotent.
+pub fn detach_device(host: &Arc<dyn VolumeHost>, registry: &PluginRegistry, device: &ActualDevice) -> Result<()> {
+    let plugin = registry.find_by_name(&device.plugin)?;
+    let detached = if let Some(attacher) = plugin.as_attachable() {
+        // The unique name is `<plugin>/<volume name>`, and a volume name never holds a `/`.
+        let volume_name = device.unique_name.rsplit('/').next().unwrap_or_default();
+        attacher.detach(volume_name, host.node_name())
+    } else if let Some(attacher) = plugin.as_node_attachable() {
+        attacher.detach(&device.unique_name, host.as_ref())
+    } else {
+        Ok(())
+    };
+    detached.map_err(|source| Error::Detach { volume: device.unique_name.clone(), source: Box::new(source) })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use kvol_volume::{MounterArgs, PodRef};
 
-use crate::actual::{ActualState, MountState};
+use crate::actual::{ActualState, DeviceState, MountState};
 use crate::desired::{DesiredPod, DesiredState, DesiredVolume};
 use crate::volume_id::VolumeId;
 
@@ -28,8 +28,11 @@ pub enum Operation {
     /// Attach (when the agent attaches) or wait for the controller's attach, then mount the device at its
     /// per-node global path, for `volume` of `pod` (kubelet's WaitForAttach + MountDevice).
     MountDevice { volume: DesiredVolume, pod: PodRef },
-    /// Unmount a device no pod uses any more (and detach it, if the agent attached it).
+    /// Unmount a device no pod uses any more from its global path (kubelet's UnmountDevice).
     UnmountDevice { unique_name: String },
+    /// Detach a device the agent attached, once UnmountDevice has succeeded (kubelet's DetachVolume with
+    /// controller attach/detach disabled).
+    Detach { unique_name: String },
 }
 
 /// The executor key of a device: shared by every pod using it, so its operations never overlap.
@@ -51,7 +54,7 @@ impl Operation {
             Operation::MountDevice { volume, .. } => {
                 device_key(volume.device.as_ref().map(|d| d.unique_name.as_str()).unwrap_or_default())
             }
-            Operation::UnmountDevice { unique_name } => device_key(unique_name),
+            Operation::UnmountDevice { unique_name } | Operation::Detach { unique_name } => device_key(unique_name),
         }
     }
 
@@ -65,6 +68,7 @@ impl Operation {
             Operation::RemovePodDir { .. } => "remove pod dir",
             Operation::MountDevice { .. } => "mount device",
             Operation::UnmountDevice { .. } => "unmount device",
+            Operation::Detach { .. } => "detach",
         }
     }
 
@@ -76,7 +80,7 @@ impl Operation {
             Operation::SetUpSubpaths { pod, .. } => pod.metadata.uid.as_deref().unwrap_or_default(),
             Operation::CleanSubpaths { uid } | Operation::RemovePodDir { uid } => uid,
             Operation::MountDevice { pod, .. } => &pod.uid,
-            Operation::UnmountDevice { .. } => "",
+            Operation::UnmountDevice { .. } | Operation::Detach { .. } => "",
         }
     }
 }
@@ -103,7 +107,7 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, scope: Scope<'_>) -> V
         let mut paths = BTreeMap::new();
         for v in pod.volumes.values() {
             if let Some(d) = &v.device {
-                let ready = actual.device(&d.unique_name).is_some_and(|a| a.state == MountState::Mounted);
+                let ready = actual.device(&d.unique_name).is_some_and(|a| a.state == DeviceState::Mounted);
                 if !ready {
                     all_mounted = false;
                     ops.push(Operation::MountDevice { volume: v.clone(), pod: pod.pod_ref.clone() });
@@ -158,11 +162,17 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, scope: Scope<'_>) -> V
             ops.push(Operation::RemovePodDir { uid: uid.clone() });
         }
     }
-    // Devices last: one is unmounted only once no desired volume needs it and no pod's mount may use it.
+    // Devices last: one is unmounted only once no desired volume needs it and no pod's mount may use it, and
+    // detached only once it is unmounted.
     for d in actual.devices() {
-        if !desired.wants_device(&d.unique_name) && !actual.device_in_use_by_pods(d) {
-            ops.push(Operation::UnmountDevice { unique_name: d.unique_name.clone() });
+        if desired.wants_device(&d.unique_name) || actual.device_in_use_by_pods(d) {
+            continue;
         }
+        let unique_name = d.unique_name.clone();
+        ops.push(match d.state {
+            DeviceState::Unmounted => Operation::Detach { unique_name },
+            DeviceState::Mounted | DeviceState::Uncertain => Operation::UnmountDevice { unique_name },
+        });
     }
     ops
 }
@@ -175,44 +185,7 @@ fn mount(pod: &DesiredPod, v: &DesiredVolume) -> Operation {
 mod tests {
     use super::*;
     use crate::actual::ActualVolume;
-    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Volume};
-    use kvol_volume::{VolumePlugin, VolumeSpec};
-    use std::time::Instant;
-
-    fn pod(uid: &str, volumes: &[&str]) -> DesiredPod {
-        let plugin: Arc<dyn VolumePlugin> = Arc::new(kvol_volume::plugins::empty_dir::EmptyDirPlugin);
-        DesiredPod {
-            pod: Arc::new(Pod::default()),
-            pod_ref: PodRef { uid: uid.into(), namespace: "default".into(), name: uid.into() },
-            args: MounterArgs::default(),
-            volumes: volumes
-                .iter()
-                .map(|n| {
-                    let spec = VolumeSpec::Inline(Box::new(Volume {
-                        name: n.to_string(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }));
-                    let v = DesiredVolume {
-                        id: id(uid, n),
-                        outer_name: n.to_string(),
-                        spec,
-                        plugin: plugin.clone(),
-                        generation: 0,
-                        object: None,
-                        device: None,
-                    };
-                    (n.to_string(), v)
-                })
-                .collect(),
-            errors: Default::default(),
-            first_seen: Instant::now(),
-        }
-    }
-
-    fn id(uid: &str, name: &str) -> VolumeId {
-        VolumeId { pod_uid: uid.into(), plugin: "kubernetes.io/empty-dir".into(), spec_name: name.into() }
-    }
+    use crate::desired::testing::{id, pod, with_device};
 
     fn mounted(uid: &str, name: &str, state: MountState) -> ActualVolume {
         ActualVolume {
@@ -236,6 +209,7 @@ mod tests {
                 Operation::RemovePodDir { uid } => format!("rmdir {uid}"),
                 Operation::MountDevice { volume, .. } => format!("mountdevice {}", volume.id),
                 Operation::UnmountDevice { unique_name } => format!("unmountdevice {unique_name}"),
+                Operation::Detach { unique_name } => format!("detach {unique_name}"),
             })
             .collect()
     }
@@ -311,13 +285,7 @@ mod tests {
         assert_eq!(keys(&plan(&d, &a, Scope::Pods(&only))), ["unmount kubernetes.io/empty-dir/gone-a"]);
     }
 
-    fn with_device(mut p: DesiredPod, name: &str, unique: &str) -> DesiredPod {
-        let v = p.volumes.get_mut(name).unwrap();
-        v.device = Some(crate::desired::DesiredDevice { unique_name: unique.into(), requires_attach: true });
-        p
-    }
-
-    fn device(unique: &str, state: MountState) -> crate::actual::ActualDevice {
+    fn device(unique: &str, state: DeviceState) -> crate::actual::ActualDevice {
         crate::actual::ActualDevice {
             unique_name: unique.into(),
             plugin: "kubernetes.io/empty-dir".into(),
@@ -335,9 +303,9 @@ mod tests {
         d.set_pod(with_device(pod("p1", &["data"]), "data", "flexvolume-k8s/loop/v1"));
         let mut a = ActualState::default();
         assert_eq!(keys(&plan(&d, &a, Scope::All)), ["mountdevice kubernetes.io/empty-dir/p1-data"]);
-        a.set_device(device("flexvolume-k8s/loop/v1", MountState::Uncertain));
+        a.set_device(device("flexvolume-k8s/loop/v1", DeviceState::Uncertain));
         assert_eq!(keys(&plan(&d, &a, Scope::All)), ["mountdevice kubernetes.io/empty-dir/p1-data"]);
-        a.set_device(device("flexvolume-k8s/loop/v1", MountState::Mounted));
+        a.set_device(device("flexvolume-k8s/loop/v1", DeviceState::Mounted));
         assert_eq!(keys(&plan(&d, &a, Scope::All)), ["mount kubernetes.io/empty-dir/p1-data"]);
     }
 
@@ -347,7 +315,7 @@ mod tests {
         d.mark_populated();
         d.set_pod(with_device(pod("keep", &["data"]), "data", "shared"));
         let mut a = ActualState::default();
-        a.set_device(device("shared", MountState::Mounted));
+        a.set_device(device("shared", DeviceState::Mounted));
         let mut gone = mounted("gone", "data", MountState::Mounted);
         gone.device = Some("shared".into());
         a.set(gone);
@@ -369,18 +337,36 @@ mod tests {
         let mut d = DesiredState::default();
         d.mark_populated();
         let mut a = ActualState::default();
-        a.set_device(device("dev", MountState::Uncertain));
+        a.set_device(device("dev", DeviceState::Uncertain));
         a.set(mounted("gone", "data", MountState::Uncertain));
         assert_eq!(keys(&plan(&d, &a, Scope::All)), ["unmount kubernetes.io/empty-dir/gone-data"]);
         a.remove(&id("gone", "data"));
         assert_eq!(keys(&plan(&d, &a, Scope::All)), ["rmdir gone", "unmountdevice dev"]);
     }
 
+    /// Regression (issue 11): unmount and detach are two operations, and the device's state says which is
+    /// next, so a detach that failed after the unmount neither leaves the device "mounted" for the next pod
+    /// nor is ever run before the unmount.
+    #[test]
+    fn a_device_is_detached_only_once_unmounted_and_mounted_again_if_wanted_meanwhile() {
+        let mut d = DesiredState::default();
+        d.mark_populated();
+        let mut a = ActualState::default();
+        for state in [DeviceState::Mounted, DeviceState::Uncertain] {
+            a.set_device(device("dev", state));
+            assert_eq!(keys(&plan(&d, &a, Scope::All)), ["unmountdevice dev"], "{state:?}");
+        }
+        a.set_device(device("dev", DeviceState::Unmounted));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["detach dev"]);
+        d.set_pod(with_device(pod("p1", &["data"]), "data", "dev"));
+        assert_eq!(keys(&plan(&d, &a, Scope::All)), ["mountdevice kubernetes.io/empty-dir/p1-data"]);
+    }
+
     #[test]
     fn devices_are_not_unmounted_before_the_desired_state_is_populated() {
         let d = DesiredState::default();
         let mut a = ActualState::default();
-        a.set_device(device("dev", MountState::Uncertain));
+        a.set_device(device("dev", DeviceState::Uncertain));
         assert!(plan(&d, &a, Scope::All).is_empty());
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use kvol_volume::{PluginRegistry, VolumeHost};
 
-use crate::actual::{ActualDevice, ActualState, ActualVolume, MountState};
+use crate::actual::{ActualDevice, ActualState, ActualVolume, DeviceState, MountState};
 use crate::error::{Error, Result};
 use crate::volume_id::VolumeId;
 
@@ -45,7 +45,7 @@ pub fn reconstruct(
                         plugin: d.plugin,
                         device_path: String::new(),
                         device_mount_path: d.device_mount_path,
-                        state: MountState::Uncertain,
+                        state: DeviceState::Uncertain,
                         attached_by_agent,
                     });
                     report.devices += 1;

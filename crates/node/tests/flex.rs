@@ -38,10 +38,13 @@ fn write_script(path: &Path, body: &str) -> Result<()> {
     Ok(())
 }
 
-/// The agent's settings with FlexVolume drivers in `<work>/plugins`.
+/// The agent's settings with FlexVolume drivers in `<work>/plugins`, keeping their state (kvol-flex's record of
+/// which file each attached volume uses) in `<work>/flex-state`: the tests run in parallel, each its own node
+/// with the same volume names, and must not share the host's `/var/lib/kvol-flex`.
 fn flex_config(cluster: &Cluster, self_attach: bool) -> kvol_node::AgentConfig {
     let mut config = cluster.config();
     config.volume_plugin_dir = Some(cluster.dir.path().join("plugins"));
+    config.flex_env = vec![("KVOL_FLEX_STATE_DIR".into(), cluster.work("flex-state").into())];
     config.controller_attach_detach = !self_attach;
     config.flex_limits.default = Duration::from_secs(3);
     config
@@ -62,11 +65,6 @@ fn flex_pod(name: &str, driver: &str, options: Value) -> Value {
             "volumes": [{ "name": "data", "flexVolume": { "driver": driver, "fsType": "ext4", "options": options } }],
         }
     })
-}
-
-fn loop_devices_of(file: &Path) -> String {
-    let out = Command::new("losetup").arg("-j").arg(file).output().expect("losetup");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The seed's nfs driver at `k8s~nfs/nfs` behind a recording wrapper: one line per call with its argv
@@ -197,11 +195,11 @@ async fn a_kvol_flex_loop_volume_keeps_its_data_across_pods_and_is_detached_afte
     std::fs::write(volume.join("hello"), "kept")?;
 
     delete_pod(&cluster, "loop-1").await?;
-    eventually("device unmounted and detached", T, || mounts_under(&cluster.root()).is_empty()).await?;
-    let backing = std::fs::read_dir(&pool)?.flatten().map(|e| e.path()).collect::<Vec<_>>();
-    for file in &backing {
-        ensure!(loop_devices_of(file).is_empty(), "{} still attached: {}", file.display(), loop_devices_of(file));
-    }
+    // The agent detaches after the device's unmount: wait for both.
+    eventually("device unmounted and detached", T, || {
+        mounts_under(&cluster.root()).is_empty() && loops_backed_under(&pool).is_empty()
+    })
+    .await?;
 
     cluster.apply(&flex_pod("loop-2", "kvol/loop", options))?;
     let pod = cluster.wait_ready("loop-2", T).await?;
@@ -209,6 +207,67 @@ async fn a_kvol_flex_loop_volume_keeps_its_data_across_pods_and_is_detached_afte
     let volume = cluster.root().join(format!("pods/{uid}/volumes/kvol~loop/data"));
     ensure!(std::fs::read_to_string(volume.join("hello"))? == "kept", "data survived detach and attach");
     delete_pod(&cluster, "loop-2").await?;
+    eventually("all unmounted and detached", T, || {
+        mounts_under(&cluster.root()).is_empty() && loops_backed_under(&pool).is_empty()
+    })
+    .await?;
+    agent.stop().await
+}
+
+/// Regression (issue 11): kubelet detaches a device only after its UnmountDevice succeeded, and keeps the
+/// two steps apart. The agent ran them as one operation, so a detach that failed after the unmount left the
+/// device recorded as mounted: the next pod of the volume skipped MountDevice and its mount failed for good
+/// ("mountdevice must run before mount"). Here the driver's detach fails while a file exists; the next pod
+/// must get the device mounted again, and the device must be detached once the detach works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_detach_failed_after_its_unmount_is_mounted_again_for_the_next_pod() -> Result<()> {
+    require_root!();
+    let Some(exe) = kvol_flex() else {
+        eprintln!("SKIP: no target/debug/kvol-flex (cargo build -p kvol-flex-driver)");
+        return Ok(());
+    };
+    let cluster = Cluster::start().await?;
+    let pool = cluster.work("pool");
+    let _cleanup = LoopCleanup(pool.clone());
+    let control = cluster.work("control");
+    let (refuse, refused) = (control.join("refuse-detach"), control.join("detach-refused"));
+    // kvol-flex's loop driver behind a wrapper whose detach fails while `refuse` exists.
+    let wrapper = format!(
+        "#!/bin/bash\nif [ \"$1\" = detach ] && [ -e {refuse} ]; then\n  echo \"$*\" >> {refused}\n  \
+         echo '{{\"status\":\"Failure\",\"message\":\"detach refused by the test\"}}'\n  exit 1\nfi\n\
+         exec {exe} loop \"$@\"\n",
+        refuse = refuse.display(),
+        refused = refused.display(),
+        exe = exe.display()
+    );
+    write_script(&plugins(&cluster).join("kvol~loop/loop"), &wrapper)?;
+    let agent = Agent::start_with(
+        cluster.client.clone(),
+        flex_config(&cluster, true),
+        std::sync::Arc::new(kvol_mount::RealMounter::new()),
+    );
+    let options = json!({ "volumeID": "vol1", "size": "64Mi", "pool": pool });
+    let global = cluster.root().join("plugins/kubernetes.io/flexvolume/kvol/loop/mounts/data");
+    cluster.apply(&flex_pod("first", "kvol/loop", options.clone()))?;
+    let uid = cluster.wait_ready("first", T).await?.metadata.uid.unwrap();
+    std::fs::write(cluster.root().join(format!("pods/{uid}/volumes/kvol~loop/data/hello")), "kept")?;
+
+    std::fs::write(&refuse, "")?;
+    delete_pod(&cluster, "first").await?;
+    eventually("the device unmounted and its detach refused", T, || {
+        mounts_under(&cluster.root()).is_empty() && refused.exists()
+    })
+    .await?;
+    ensure!(!loops_backed_under(&pool).is_empty(), "still attached: the detach failed");
+
+    cluster.apply(&flex_pod("second", "kvol/loop", options))?;
+    let uid = cluster.wait_ready("second", T).await?.metadata.uid.unwrap();
+    ensure!(single_mount(&global)?.fs_type == "ext4", "the device is mounted again");
+    let data = cluster.root().join(format!("pods/{uid}/volumes/kvol~loop/data/hello"));
+    ensure!(std::fs::read_to_string(data)? == "kept", "the second pod sees the first pod's data");
+
+    std::fs::remove_file(&refuse)?;
+    delete_pod(&cluster, "second").await?;
     eventually("all unmounted and detached", T, || {
         mounts_under(&cluster.root()).is_empty() && loops_backed_under(&pool).is_empty()
     })

@@ -1,4 +1,4 @@
-//! Running the storage tools (btrfs, losetup, mkfs.*) with their stderr kept for the error.
+//! Running the storage tools (btrfs, mkfs.*, blkid) with their stderr kept for the error.
 
 use std::ffi::OsStr;
 use std::process::Command;

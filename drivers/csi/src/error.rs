@@ -80,7 +80,7 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// An external command (btrfs, losetup, mkfs…) failed.
+    /// An external command (btrfs, mkfs…) failed.
     #[error("{command} failed ({status}): {stderr}")]
     Command {
         /// The command line.
@@ -112,6 +112,9 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// A step of the shared host layer (kvol-mount: loop devices) failed; shown with its causes.
+    #[error("{}", .0.with_causes())]
+    Host(#[from] kvol_mount::Error),
     /// A metadata file could not be parsed.
     #[error("metadata {path} is corrupt: {source}")]
     Metadata {
@@ -154,6 +157,7 @@ impl From<Error> for tonic::Status {
             Error::Command { .. }
             | Error::Io { .. }
             | Error::Mount { .. }
+            | Error::Host(_)
             | Error::Metadata { .. }
             | Error::Task(_) => Code::Internal,
         };

@@ -1,104 +1,74 @@
-//! mount(2)/umount(2) through nix. Every function is idempotent where the doc says so; callers check
-//! the mount table first.
+//! The CO's mount flags, parsed once at the boundary, and the driver's three mounts (a device's file
+//! system, a bind, an unmount), done by kvol-mount's `RealMounter` (the one mount wrapper: its plan makes a
+//! flagged bind a bind plus a remount, and undoes the bind if the remount fails).
 
 use std::path::Path;
 
-use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use kvol_mount::{Mounter, RealMounter};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// Mount options split into flags mount(2) understands and the rest (file-system data).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Per-mount flags mount(2) understands, kept apart from the rest (file-system data), as option strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountOptions {
     /// Per-mount flags (ro, nosuid, nodev, noexec, noatime…).
-    pub flags: MsFlags,
-    /// File-system specific options, comma separated.
-    pub data: String,
+    pub flags: Vec<String>,
+    /// File-system specific options.
+    pub data: Vec<String>,
 }
 
-impl Default for MountOptions {
-    fn default() -> Self {
-        MountOptions { flags: MsFlags::empty(), data: String::new() }
-    }
-}
+/// The per-mount flags the driver passes on (`rw`, `defaults` and `bind` mean nothing more here).
+const FLAGS: [&str; 8] = ["ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime", "sync"];
 
 impl MountOptions {
     /// Parses CSI `mount_flags` (each entry may itself be comma separated).
     pub fn parse(flags: &[String], readonly: bool) -> Self {
         let mut out = MountOptions::default();
-        let mut data = Vec::new();
         for opt in flags.iter().flat_map(|f| f.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
-            let flag = match opt {
-                "ro" => MsFlags::MS_RDONLY,
-                "rw" | "defaults" | "bind" => MsFlags::empty(),
-                "nosuid" => MsFlags::MS_NOSUID,
-                "nodev" => MsFlags::MS_NODEV,
-                "noexec" => MsFlags::MS_NOEXEC,
-                "noatime" => MsFlags::MS_NOATIME,
-                "nodiratime" => MsFlags::MS_NODIRATIME,
-                "relatime" => MsFlags::MS_RELATIME,
-                "sync" => MsFlags::MS_SYNCHRONOUS,
-                other => {
-                    data.push(other.to_owned());
-                    MsFlags::empty()
-                }
-            };
-            out.flags |= flag;
+            match opt {
+                "rw" | "defaults" | "bind" => {}
+                flag if FLAGS.contains(&flag) => out.flags.push(flag.to_owned()),
+                other => out.data.push(other.to_owned()),
+            }
         }
-        if readonly {
-            out.flags |= MsFlags::MS_RDONLY;
+        if readonly && !out.flags.iter().any(|f| f == "ro") {
+            out.flags.push("ro".to_owned());
         }
-        out.data = data.join(",");
         out
     }
 }
 
-/// Mounts the file system on `device` at `target`.
+/// Mounts the file system on `device` at `target`, with the flags and the file-system data.
 pub fn mount_fs(device: &Path, target: &Path, fs_type: &str, opts: &MountOptions) -> Result<()> {
-    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-    mount(Some(device), target, Some(fs_type), opts.flags, data).map_err(|source| Error::Mount {
-        op: "mount",
-        target: target.to_owned(),
-        source,
-    })
+    let options: Vec<String> = opts.flags.iter().chain(&opts.data).cloned().collect();
+    Ok(RealMounter::new().mount(&device.to_string_lossy(), target, fs_type, &options)?)
 }
 
-/// Bind-mounts `source` onto `target`, then applies the per-mount flags (a bind mount ignores them
-/// on the first call, so read-only and friends need a remount).
-pub fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<()> {
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|source| Error::Mount {
-        op: "bind mount",
-        target: target.to_owned(),
-        source,
-    })?;
-    if !flags.is_empty() {
-        let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags;
-        if let Err(source) = mount(None::<&str>, target, None::<&str>, remount, None::<&str>) {
-            let _ = umount2(target, MntFlags::MNT_DETACH);
-            return Err(Error::Mount { op: "remount", target: target.to_owned(), source });
-        }
-    }
-    Ok(())
+/// Bind-mounts `source` onto `target` with the per-mount flags (file-system data does not apply to a
+/// bind).
+pub fn bind(source: &Path, target: &Path, opts: &MountOptions) -> Result<()> {
+    let options: Vec<String> = std::iter::once("bind".to_owned()).chain(opts.flags.iter().cloned()).collect();
+    Ok(RealMounter::new().mount(&source.to_string_lossy(), target, "", &options)?)
 }
 
 /// Unmounts `target`; "not mounted" and "does not exist" count as success.
 pub fn unmount(target: &Path) -> Result<()> {
-    match umount2(target, MntFlags::empty()) {
-        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
-        Err(source) => Err(Error::Mount { op: "unmount", target: target.to_owned(), source }),
-    }
+    Ok(RealMounter::new().unmount(target)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::mount::MsFlags;
 
     #[test]
     fn splits_known_flags_from_file_system_data() {
         let opts = MountOptions::parse(&["noatime,discard".into(), "nosuid".into()], true);
-        assert!(opts.flags.contains(MsFlags::MS_NOATIME | MsFlags::MS_NOSUID | MsFlags::MS_RDONLY));
-        assert_eq!(opts.data, "discard");
+        let planned = kvol_mount::MountOptions::parse(&opts.flags);
+        assert!(planned.flags.contains(MsFlags::MS_NOATIME | MsFlags::MS_NOSUID | MsFlags::MS_RDONLY));
+        assert!(planned.data.is_empty());
+        assert_eq!(opts.data, ["discard"]);
         assert_eq!(MountOptions::parse(&[], false), MountOptions::default());
+        assert_eq!(MountOptions::parse(&["rw,bind,defaults".into()], false), MountOptions::default());
     }
 }

@@ -1,88 +1,24 @@
 //! "Is something mounted there, and what?", asked of the kernel: one `statx(2)` per path where the
 //! kernel reports mount roots (Linux 5.8+), `/proc/self/mountinfo` where it does not or where the
-//! mount itself must be described (options, source). The table is parsed here until the driver moves
-//! onto the shared `kvol-mount` parser.
+//! mount itself must be described (options, source), parsed by kvol-mount.
 //!
 //! Every node-side call decides "already done?" from the kernel, never from its own memory, so
 //! retries and restarts converge. Reading the table costs O(mounts), and a node with many pods has
 //! thousands, so a call reads it at most once ([`Table`]) and only when a `statx` cannot answer.
 
 use std::cell::OnceCell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kvol_mount::PathStat;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// One line of mountinfo (proc(5)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// Device major number of the mounted file system.
-    pub major: u32,
-    /// Device minor number.
-    pub minor: u32,
-    /// The directory of the file system that is the root of this mount (`/` unless a bind).
-    pub root: String,
-    /// Where it is mounted.
-    pub mount_point: PathBuf,
-    /// Per-mount options (`rw,nosuid,…`).
-    pub options: String,
-    /// File-system type.
-    pub fs_type: String,
-    /// Mount source (device), `none` if absent.
-    pub source: String,
-}
-
-impl Mount {
-    /// True if the per-mount options contain `ro`.
-    pub fn read_only(&self) -> bool {
-        self.options.split(',').any(|o| o == "ro")
-    }
-}
-
-/// Parses mountinfo text; malformed lines are skipped.
-pub fn parse(text: &str) -> Vec<Mount> {
-    text.lines().filter_map(parse_line).collect()
-}
-
-fn parse_line(line: &str) -> Option<Mount> {
-    let (pre, post) = line.split_once(" - ")?;
-    let mut f = pre.split(' ');
-    let _mount_id = f.next()?;
-    let _parent = f.next()?;
-    let (major, minor) = f.next()?.split_once(':')?;
-    let root = unescape(f.next()?);
-    let mount_point = PathBuf::from(unescape(f.next()?));
-    let options = f.next()?.to_owned();
-    let mut p = post.split(' ');
-    let fs_type = p.next()?.to_owned();
-    let source = unescape(p.next().unwrap_or("none"));
-    Some(Mount { major: major.parse().ok()?, minor: minor.parse().ok()?, root, mount_point, options, fs_type, source })
-}
-
-/// Undoes the kernel's octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` backslash).
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+/// One line of mountinfo (proc(5)), as kvol-mount parses it.
+pub use kvol_mount::MountInfo as Mount;
 
 /// Reads and parses this process's mount table.
 pub fn read() -> Result<Vec<Mount>> {
-    let path = "/proc/self/mountinfo";
-    let text = std::fs::read_to_string(path).map_err(Error::io("reading", path))?;
-    Ok(parse(&text))
+    Ok(kvol_mount::read_mountinfo()?)
 }
 
 /// This process's mount table, read on first use and then kept for the rest of one call.
@@ -138,7 +74,7 @@ pub fn is_mount_point(path: &Path, table: &Table) -> Result<bool> {
 
 /// The top-most mount at exactly `path` (the last one listed), if any.
 pub fn mount_at<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
-    mounts.iter().rev().find(|m| m.mount_point == path)
+    kvol_mount::find_by_mount_point(mounts, path)
 }
 
 /// The mount that contains `path` (longest mount-point prefix); `path` should be canonical.
@@ -155,26 +91,25 @@ mod tests {
 80 22 7:3 / /tmp/pool rw,relatime - btrfs /dev/loop3 rw,space_cache=v2,subvolid=5,subvol=/
 81 22 7:3 /volumes/v1 /tmp/st\\040age rw,relatime - btrfs /dev/loop3 rw
 82 22 7:3 /volumes/v1 /tmp/target ro,relatime - btrfs /dev/loop3 rw
-bad line
 ";
 
     #[test]
     fn parses_binds_escapes_and_read_only_mounts() {
-        let mounts = parse(SAMPLE);
+        let mounts = kvol_mount::parse_mountinfo(SAMPLE).unwrap();
         assert_eq!(mounts.len(), 4);
         let staged = mount_at(&mounts, Path::new("/tmp/st age")).unwrap();
         assert_eq!((staged.major, staged.minor), (7, 3));
-        assert_eq!(staged.root, "/volumes/v1");
+        assert_eq!(staged.root, Path::new("/volumes/v1"));
         assert_eq!(staged.fs_type, "btrfs");
         assert_eq!(staged.source, "/dev/loop3");
-        assert!(!staged.read_only());
-        assert!(mount_at(&mounts, Path::new("/tmp/target")).unwrap().read_only());
+        assert!(!staged.is_read_only());
+        assert!(mount_at(&mounts, Path::new("/tmp/target")).unwrap().is_read_only());
         assert!(mount_at(&mounts, Path::new("/tmp/nothing")).is_none());
     }
 
     #[test]
     fn the_containing_mount_is_the_longest_prefix() {
-        let mounts = parse(SAMPLE);
+        let mounts = kvol_mount::parse_mountinfo(SAMPLE).unwrap();
         let m = containing(&mounts, Path::new("/tmp/pool/volumes/v2")).unwrap();
         assert_eq!(m.mount_point, Path::new("/tmp/pool"));
         let root = containing(&mounts, Path::new("/etc")).unwrap();
@@ -194,11 +129,5 @@ bad line
         assert!(is_mount_point(Path::new("/proc"), &table).unwrap());
         assert!(!is_mount_point(Path::new("/nothing/here"), &table).unwrap());
         assert!(table.mounts.get().is_none(), "statx answered; the table was not read");
-    }
-
-    #[test]
-    fn unescapes_octal_sequences_only() {
-        assert_eq!(unescape("a\\040b\\134c"), "a b\\c");
-        assert_eq!(unescape("a\\x"), "a\\x");
     }
 }

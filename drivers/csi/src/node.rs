@@ -202,7 +202,7 @@ fn publish(driver: &Driver, id: &str, staging: &Path, target: &Path, access: &Ac
                     || source
                         .zip(existing)
                         .is_some_and(|(s, e)| s.major == e.major && s.minor == e.minor && s.root == e.root);
-                if ours && existing.is_some_and(|e| e.read_only() == readonly) {
+                if ours && existing.is_some_and(|e| e.is_read_only() == readonly) {
                     record.published.insert(target.to_owned(), wanted);
                     driver.store.put_record(id, &record)
                 } else {
@@ -233,7 +233,7 @@ fn publish(driver: &Driver, id: &str, staging: &Path, target: &Path, access: &Ac
     };
     let created = create_target(target, access.block)?;
     let opts = MountOptions::parse(&access.mount_flags, readonly);
-    if let Err(e) = mounter::bind(&source, target, opts.flags) {
+    if let Err(e) = mounter::bind(&source, target, &opts) {
         if created {
             let _ = remove_target(target);
         }

@@ -29,10 +29,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A mount(2)/umount(2) call failed.
+    /// A system call failed (the flock of the state directory).
     #[error("{step} {path}: {source}")]
     Sys {
-        /// What was being done (`bind mount /a on`, `unmount`...).
+        /// What was being done (`lock state directory`).
         step: String,
         /// The path involved.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum Error {
         source: nix::Error,
     },
 
-    /// An external tool (mount, losetup, mkfs, blkid) failed; `output` is what it printed.
+    /// An external tool (mkfs, blkid) failed; `output` is what it printed.
     #[error("{command} failed ({status}): {output}")]
     Tool {
         /// The command line.
@@ -51,6 +51,10 @@ pub enum Error {
         /// Its stderr (or stdout when stderr is empty), trimmed.
         output: String,
     },
+
+    /// A host step of the shared host layer (kvol-mount: loop devices) failed; shown with its causes.
+    #[error("{}", .0.with_causes())]
+    Host(#[from] kvol_mount::Error),
 
     /// The host is not in a state this call can work from.
     #[error("{0}")]

@@ -10,12 +10,14 @@
 //! | `mountdevice <path> <device> <json>` | formats (`kubernetes.io/fsType`: ext4 or xfs) only when blkid finds no file system, then mounts |
 //! | `mount <pod dir> <json>` | bind-mounts the device's global mount (found in mountinfo: kubelet does not pass it) |
 //! | `unmount <dir>`, `unmountdevice <path>` | unmount when mounted |
-//! | `detach <volume name> <node>` | releases the loop device; the file and its data stay |
+//! | `detach <volume name> <node>` | releases the loop device and waits until the kernel has (a device held open elsewhere fails the call instead of answering Success while bound); the file and its data stay |
 //!
 //! `detach` gets only the volume name, so `attach` records which file a volume name uses in
-//! `$KVOL_FLEX_STATE_DIR/loop/<volume name>` (default `/var/lib/kvol-flex`). Attach, format
-//! and detach of one file hold an exclusive flock on it, so concurrent calls cannot attach it
-//! twice or format it twice.
+//! `$KVOL_FLEX_STATE_DIR/loop/<volume name>` (default `/var/lib/kvol-flex`); a name recorded for
+//! another file that is still attached is refused. Attach, format and detach of one file hold an
+//! exclusive flock on it (kvol-mount's `BackingFile`), so concurrent calls cannot attach it twice or
+//! format it twice. Loop devices are kvol-mount's (`loopdev`: ioctls, sysfs lookups, a detach that
+//! waits for the kernel's release); no `losetup` runs.
 //!
 //! The loop device lives on the machine that runs `attach`: in a real cluster that must be the
 //! node (kubelet with `--enable-controller-attach-detach=false`), or kvol's single machine.
@@ -28,20 +30,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kvol_flex::{parse_options_json, DriverCapabilities, DriverOptions, DriverStatus};
+use kvol_mount::loopdev::{self, BackingFile};
+use kvol_mount::{find_by_mount_point, MountInfo, Mounter, RealMounter};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
-use crate::mountinfo::{self, MountInfo};
-use crate::sys::{bind_mount, canonical, mount_device, run_tool, unmount, Created};
+use crate::sys::{canonical, run_tool, Created};
 use crate::{expect_args, Reply};
 
 /// Environment variable naming the driver's state directory.
 pub const STATE_DIR_ENV: &str = "KVOL_FLEX_STATE_DIR";
 /// The state directory when the variable is unset.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/kvol-flex";
-
-/// How long attach and detach wait for a loop device with a pending detach to go.
-const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// File systems `mountdevice` creates.
 const FS_TYPES: [&str; 2] = ["ext4", "xfs"];
@@ -158,7 +158,7 @@ pub fn call(args: &[String]) -> Result<Reply> {
         Some("isattached") => {
             let [json, _node] = expect_args(args, "isattached <json options> <node name>")?;
             let opts = LoopOptions::parse(json)?;
-            let attached = !loops_backing(&canonical(&opts.image()))?.is_empty();
+            let attached = !attached_devices(&opts.image())?.is_empty();
             Ok(Reply::Done(DriverStatus { attached, ..DriverStatus::success() }))
         }
         Some("mountdevice") => {
@@ -219,17 +219,20 @@ fn attach(opts: &LoopOptions) -> Result<Reply> {
             Err(source) => return Err(Error::Io { step: "create volume file", path: image, source }),
         }
     }
-    let _lock = lock(&image)?;
-    let image = canonical(&image);
-    let device = match loops_backing(&image)?.into_iter().next() {
-        Some(device) => device,
-        None => {
-            // A device with a pending detach of this file must go first: two devices on one
-            // file would corrupt it.
-            wait_released(&image)?;
-            PathBuf::from(run_tool("losetup", &["--find", "--show", &image.to_string_lossy()])?.trim())
-        }
+    // Check the volume name's record and write it under one lock, so that two attaches of one name
+    // cannot both pass the check.
+    let _names = match &opts.volume_name {
+        Some(name) => Some(lock_records(name)?),
+        None => None,
     };
+    let backing = BackingFile::lock(&image)?;
+    let image = canonical(&image);
+    if let Some(name) = &opts.volume_name {
+        refuse_name_in_use(name, &image)?;
+    }
+    // Idempotent; a device with a pending detach of this file is waited for first (two devices on one file
+    // would corrupt it).
+    let device = backing.attach()?;
     if let Some(name) = &opts.volume_name {
         record_volume(name, &image)?;
     }
@@ -237,10 +240,11 @@ fn attach(opts: &LoopOptions) -> Result<Reply> {
 }
 
 /// `expandvolume`: grows the volume file to `bytes` (never shrinks it) and tells every loop device on it
-/// to pick the new size up (`losetup -c`), so a mounted file system can then be grown online.
+/// to pick the new size up (`LOOP_SET_CAPACITY`, as `losetup -c`), so a mounted file system can then be grown
+/// online.
 fn expand_volume(opts: &LoopOptions, bytes: u64) -> Result<Reply> {
     let image = opts.image();
-    let _lock = lock(&image)?;
+    let _lock = BackingFile::lock(&image)?;
     let file = File::options().write(true).open(&image).map_err(|source| Error::Io {
         step: "open volume file",
         path: image.clone(),
@@ -252,15 +256,15 @@ fn expand_volume(opts: &LoopOptions, bytes: u64) -> Result<Reply> {
         file.set_len(bytes).map_err(|source| Error::Io { step: "grow volume file", path: image.clone(), source })?;
         file.sync_all().map_err(|source| Error::Io { step: "sync volume file", path: image.clone(), source })?;
     }
-    for device in loops_backing(&canonical(&image))? {
-        run_tool("losetup", &["-c", &device.to_string_lossy()])?;
+    for device in attached_devices(&image)? {
+        loopdev::refresh_capacity(&device)?;
     }
     Ok(Reply::Done(DriverStatus::success()))
 }
 
 fn wait_for_attach(device: &str, opts: &LoopOptions) -> Result<Reply> {
     let image = canonical(&opts.image());
-    let devices = loops_backing(&image)?;
+    let devices = attached_devices(&image)?;
     let found = devices.iter().find(|d| d.as_os_str() == device).or(devices.first()).ok_or_else(|| {
         Error::State(format!("volume {} is not attached: no loop device backs {}", opts.volume_id, image.display()))
     })?;
@@ -270,13 +274,13 @@ fn wait_for_attach(device: &str, opts: &LoopOptions) -> Result<Reply> {
 fn mount_device_at(path: &Path, device: &str, opts: &LoopOptions) -> Result<Reply> {
     let image = canonical(&opts.image());
     let device = if device.is_empty() {
-        loops_backing(&image)?.into_iter().next().ok_or_else(|| {
+        attached_devices(&image)?.into_iter().next().ok_or_else(|| {
             Error::State(format!("volume {} is not attached: no loop device backs {}", opts.volume_id, image.display()))
         })?
     } else {
         PathBuf::from(device)
     };
-    match backing_file(&device) {
+    match loopdev::backing_file(&device)? {
         Some(backing) if backing == image => {}
         other => {
             return Err(Error::State(format!(
@@ -289,13 +293,13 @@ fn mount_device_at(path: &Path, device: &str, opts: &LoopOptions) -> Result<Repl
     }
     let dev_id = device_number(&device)?;
     let mounts = read_mounts()?;
-    if let Some(m) = mountinfo::mount_at(&mounts, &canonical(path)) {
+    if let Some(m) = find_by_mount_point(&mounts, &canonical(path)) {
         if (m.major, m.minor) == dev_id {
             return Ok(Reply::Done(DriverStatus::success()));
         }
         return Err(Error::State(format!("{} is already mounted ({} {})", path.display(), m.fs_type, m.source)));
     }
-    let _lock = lock(&image)?;
+    let _lock = BackingFile::lock(&image)?;
     match blkid_type(&device)? {
         None => {
             run_tool(&format!("mkfs.{}", opts.fs_type), &["-q", &device.to_string_lossy()])?;
@@ -311,7 +315,7 @@ fn mount_device_at(path: &Path, device: &str, opts: &LoopOptions) -> Result<Repl
     }
     let mut created = Created::default();
     created.mkdir_all(path)?;
-    mount_device(&device, path, &opts.fs_type, opts.read_only)?;
+    RealMounter::new().mount(&device.to_string_lossy(), path, &opts.fs_type, &access(opts.read_only, &[]))?;
     created.keep();
     Ok(Reply::Done(DriverStatus::success()))
 }
@@ -321,13 +325,13 @@ fn mount(dir: &Path, opts: &LoopOptions) -> Result<Reply> {
         return Err(Error::Usage(format!("mount dir {} is not absolute", dir.display())));
     }
     let image = canonical(&opts.image());
-    let device = loops_backing(&image)?.into_iter().next().ok_or_else(|| {
+    let device = attached_devices(&image)?.into_iter().next().ok_or_else(|| {
         Error::State(format!("volume {} is not attached: no loop device backs {}", opts.volume_id, image.display()))
     })?;
     let dev_id = device_number(&device)?;
     let mounts = read_mounts()?;
     let target = canonical(dir);
-    if let Some(m) = mountinfo::mount_at(&mounts, &target) {
+    if let Some(m) = find_by_mount_point(&mounts, &target) {
         if (m.major, m.minor) == dev_id {
             return Ok(Reply::Done(DriverStatus::success()));
         }
@@ -342,14 +346,20 @@ fn mount(dir: &Path, opts: &LoopOptions) -> Result<Reply> {
     })?;
     let mut created = Created::default();
     created.mkdir_all(dir)?;
-    bind_mount(&source, dir, opts.read_only)?;
+    RealMounter::new().mount(&source.to_string_lossy(), dir, "", &access(opts.read_only, &["bind"]))?;
     created.keep();
     Ok(Reply::Done(DriverStatus::success()))
 }
 
+/// Mount options: `extra`, plus `ro` for read-only access (a read-only bind is a bind, then a read-only
+/// remount: kvol-mount plans both).
+fn access(read_only: bool, extra: &[&str]) -> Vec<String> {
+    extra.iter().copied().chain(read_only.then_some("ro")).map(str::to_owned).collect()
+}
+
 /// Where the device's whole file system is mounted, preferring kubelet's global path
 /// (`.../kubernetes.io/flexvolume/<driver>/mounts/<volume name>`) over other binds of it.
-fn global_mount(mounts: &[MountInfo], dev_id: (u64, u64), target: &Path, volume_name: Option<&str>) -> Option<PathBuf> {
+fn global_mount(mounts: &[MountInfo], dev_id: (u32, u32), target: &Path, volume_name: Option<&str>) -> Option<PathBuf> {
     let mut candidates =
         mounts.iter().filter(|m| (m.major, m.minor) == dev_id && m.root == Path::new("/") && m.mount_point != target);
     let all: Vec<&MountInfo> = candidates.by_ref().collect();
@@ -364,8 +374,8 @@ fn global_mount(mounts: &[MountInfo], dev_id: (u64, u64), target: &Path, volume_
 
 fn unmount_if_mounted(path: &Path) -> Result<Reply> {
     let mounts = read_mounts()?;
-    if mountinfo::mount_at(&mounts, &canonical(path)).is_some() {
-        unmount(path)?;
+    if find_by_mount_point(&mounts, &canonical(path)).is_some() {
+        RealMounter::new().unmount(path)?;
     }
     Ok(Reply::Done(DriverStatus::success()))
 }
@@ -381,20 +391,22 @@ fn detach(volume_name: &str) -> Result<Reply> {
         Err(source) => return Err(Error::Io { step: "read volume record", path: record, source }),
     };
     let _lock = match &image {
-        Some(image) if image.exists() => Some(lock(image)?),
+        Some(image) if image.exists() => Some(BackingFile::lock(image)?),
         _ => None,
     };
     // Without a record (attached by another tool, or the record was lost), a volume whose
-    // volumeID equals its name is still found.
-    let devices: Vec<(PathBuf, PathBuf)> = all_loops()?
-        .into_iter()
-        .filter(|(_, backing)| match &image {
-            Some(image) => backing == image,
-            None => backing.file_name().is_some_and(|n| n == format!("{volume_name}.img").as_str()),
-        })
-        .collect();
+    // volumeID equals its name is still found. Pending detaches count: they are waited for.
+    let devices: Vec<PathBuf> = match &image {
+        Some(image) if image.exists() => loopdev::devices_of(image)?.into_iter().map(|d| d.device).collect(),
+        Some(_) => Vec::new(),
+        None => loopdev::list()?
+            .into_iter()
+            .filter(|d| d.backing_file.file_name().is_some_and(|n| n == format!("{volume_name}.img").as_str()))
+            .map(|d| d.device)
+            .collect(),
+    };
     let mounts = read_mounts()?;
-    for (device, _) in &devices {
+    for device in &devices {
         let dev_id = device_number(device)?;
         if let Some(m) = mounts.iter().find(|m| (m.major, m.minor) == dev_id) {
             return Err(Error::State(format!(
@@ -403,19 +415,11 @@ fn detach(volume_name: &str) -> Result<Reply> {
                 m.mount_point.display()
             )));
         }
-        if is_detaching(device) {
-            continue;
-        }
-        if let Err(e) = run_tool("losetup", &["-d", &device.to_string_lossy()]) {
-            // Released meanwhile: that is what was asked.
-            if backing_file(device).is_some() {
-                return Err(e);
-            }
-        }
     }
-    // A device someone still holds open is only marked for release: wait for it to go.
-    for (_, backing) in &devices {
-        wait_released(backing)?;
+    // The kernel releases a device someone still holds open only when they close it: each detach waits
+    // for that, and fails rather than answer Success with the device bound.
+    for device in &devices {
+        loopdev::detach(device)?;
     }
     match std::fs::remove_file(&record) {
         Ok(()) => {}
@@ -423,6 +427,54 @@ fn detach(volume_name: &str) -> Result<Reply> {
         Err(source) => return Err(Error::Io { step: "remove volume record", path: record, source }),
     }
     Ok(Reply::Done(DriverStatus::success()))
+}
+
+/// `detach` gets only the volume name, and finds the file through the name's record. A record naming
+/// another file that is still attached belongs to a volume that is not detached yet: overwriting it would
+/// make that volume's detach release this file's device instead (and answer Success while its own device
+/// stays bound). Two volumes cannot share one name on a node, so this is refused; the usual cause is two
+/// nodes (agents) on one machine sharing one state directory.
+fn refuse_name_in_use(volume_name: &str, image: &Path) -> Result<()> {
+    let record = state_dir().join("loop").join(volume_name);
+    let recorded = match std::fs::read_to_string(&record) {
+        Ok(text) => PathBuf::from(text.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(Error::Io { step: "read volume record", path: record, source }),
+    };
+    if recorded == image {
+        return Ok(());
+    }
+    match loopdev::list()?.into_iter().find(|d| d.backing_file == recorded) {
+        None => Ok(()),
+        Some(loopdev::LoopDevice { device, .. }) => Err(Error::State(format!(
+            "volume name {volume_name} already names {}, attached as {} and not detached yet: one name cannot \
+             name two volumes (is the state directory {} shared by two nodes? set ${STATE_DIR_ENV} per node)",
+            recorded.display(),
+            device.display(),
+            state_dir().display()
+        ))),
+    }
+}
+
+/// An exclusive flock on the state directory's `loop` directory while a volume name's record is checked
+/// and written.
+fn lock_records(volume_name: &str) -> Result<Flock<File>> {
+    if !is_safe_name(volume_name) {
+        return Err(invalid("kubernetes.io/pvOrVolumeName", volume_name, "not a valid volume name"));
+    }
+    let dir = state_dir().join("loop");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|source| Error::Io {
+        step: "create state directory",
+        path: dir.clone(),
+        source,
+    })?;
+    let file =
+        File::open(&dir).map_err(|source| Error::Io { step: "open state directory", path: dir.clone(), source })?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Sys {
+        step: "lock state directory".into(),
+        path: dir,
+        source: errno,
+    })
 }
 
 fn state_dir() -> PathBuf {
@@ -454,84 +506,31 @@ fn record_volume(volume_name: &str, image: &Path) -> Result<()> {
     })
 }
 
-/// An exclusive flock on the volume file for the rest of the call.
-fn lock(image: &Path) -> Result<Flock<File>> {
-    let file =
-        File::open(image).map_err(|source| Error::Io { step: "open volume file", path: image.to_owned(), source })?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::Sys {
-        step: "lock volume file".into(),
-        path: image.to_owned(),
-        source: errno,
-    })
-}
-
-/// Every attached loop device with its backing file (`/sys/block/loopN/loop/backing_file`).
-fn all_loops() -> Result<Vec<(PathBuf, PathBuf)>> {
-    let sys = Path::new("/sys/block");
-    let entries = std::fs::read_dir(sys).map_err(|source| Error::Io { step: "list", path: sys.to_owned(), source })?;
-    let mut loops = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| n.starts_with("loop")) else { continue };
-        if let Ok(backing) = std::fs::read_to_string(entry.path().join("loop/backing_file")) {
-            loops.push((Path::new("/dev").join(name), PathBuf::from(backing.trim_end_matches('\n'))));
-        }
+/// The loop devices backed by `image` that stay (pending detaches left out); none when the file is missing.
+fn attached_devices(image: &Path) -> Result<Vec<PathBuf>> {
+    if !image.exists() {
+        return Ok(Vec::new());
     }
-    loops.sort();
-    Ok(loops)
+    Ok(loopdev::devices_of(image)?.into_iter().filter(|d| !d.autoclear).map(|d| d.device).collect())
 }
 
-/// The loop devices backed by `image` (canonical path), without those being detached.
-fn loops_backing(image: &Path) -> Result<Vec<PathBuf>> {
-    Ok(all_loops()?.into_iter().filter(|(d, b)| b == image && !is_detaching(d)).map(|(d, _)| d).collect())
-}
-
-/// `losetup -d` of a device that someone still holds open (a `blkid` scanning every device,
-/// say) only sets autoclear: the device goes when the last holder closes it. This driver
-/// never sets autoclear itself, so a set flag means a detach is pending.
-fn is_detaching(device: &Path) -> bool {
-    let Some(name) = device.file_name().and_then(|n| n.to_str()) else { return false };
-    std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/autoclear")).is_ok_and(|v| v.trim() == "1")
-}
-
-/// Waits until no loop device (pending detaches included) backs `image`, for up to
-/// `DETACH_WAIT`.
-fn wait_released(image: &Path) -> Result<()> {
-    let deadline = std::time::Instant::now() + DETACH_WAIT;
-    loop {
-        let busy: Vec<PathBuf> = all_loops()?.into_iter().filter(|(_, b)| b == image).map(|(d, _)| d).collect();
-        if busy.is_empty() {
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::State(format!(
-                "loop device {} of {} is still open elsewhere; it is released when closed (retry the call)",
-                busy[0].display(),
-                image.display()
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-fn backing_file(device: &Path) -> Option<PathBuf> {
-    let name = device.file_name()?.to_str()?;
-    let text = std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/backing_file")).ok()?;
-    Some(PathBuf::from(text.trim_end_matches('\n')))
-}
-
-fn device_number(device: &Path) -> Result<(u64, u64)> {
+fn device_number(device: &Path) -> Result<(u32, u32)> {
     let meta = std::fs::metadata(device).map_err(|source| Error::Io {
         step: "stat device",
         path: device.to_owned(),
         source,
     })?;
     let rdev = meta.rdev();
-    Ok((nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)))
+    // Linux device numbers are 12 + 20 bits: they always fit mountinfo's u32s.
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    match (u32::try_from(major), u32::try_from(minor)) {
+        (Ok(major), Ok(minor)) => Ok((major, minor)),
+        _ => Err(Error::State(format!("device {} has number {major}:{minor}, beyond 32 bits", device.display()))),
+    }
 }
 
 fn read_mounts() -> Result<Vec<MountInfo>> {
-    mountinfo::read().map_err(|source| Error::Io { step: "read", path: "/proc/self/mountinfo".into(), source })
+    Ok(kvol_mount::read_mountinfo()?)
 }
 
 /// The file system type blkid finds on `device`, `None` when it finds none (exit 2).
@@ -615,14 +614,15 @@ mod tests {
 
     #[test]
     fn the_global_mount_is_preferred_over_other_binds_of_the_device() {
-        let mounts = mountinfo::parse(
+        let mounts = kvol_mount::parse_mountinfo(
             "\
 30 1 7:3 / /tmp/pod1 rw - ext4 /dev/loop3 rw
 31 1 7:3 / /var/lib/kubelet/plugins/kubernetes.io/flexvolume/kvol/loop/mounts/pv1 rw - ext4 /dev/loop3 rw
 32 1 7:3 /sub /tmp/sub rw - ext4 /dev/loop3 rw
 33 1 7:4 / /tmp/other rw - ext4 /dev/loop4 rw
 ",
-        );
+        )
+        .unwrap();
         let target = Path::new("/tmp/pod2");
         assert_eq!(
             global_mount(&mounts, (7, 3), target, Some("pv1")).unwrap(),

@@ -7,7 +7,7 @@
 //! on stderr (kubelet parses both together), and exits 0 unless the status is a failure.
 //!
 //! Drivers: `nfs` (mount(8) of `server:/share`, no attach) and `loop` (an attachable,
-//! file-backed block device: attach = losetup, mountdevice = format once + mount, mount = bind).
+//! file-backed block device: attach = a loop device through kvol-mount's ioctls, mountdevice = format once + mount, mount = bind).
 //!
 //! Kubelet execs the driver for every call, so start-up is most of a short call's cost. Build
 //! it to ship as static musl and non-PIE (`RUSTFLAGS="-C relocation-model=static" cargo build
@@ -32,7 +32,6 @@
 mod error;
 mod install;
 mod loopdev;
-mod mountinfo;
 mod nfs;
 mod reply;
 mod sys;

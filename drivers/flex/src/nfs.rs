@@ -13,7 +13,7 @@ use kvol_flex::{parse_options_json, DriverCapabilities, DriverOptions, DriverSta
 
 use crate::error::{Error, Result};
 use crate::sys::{canonical, run_tool, Created};
-use crate::{expect_args, mountinfo, Reply};
+use crate::{expect_args, Reply};
 
 /// The options the nfs driver reads.
 #[derive(Debug, PartialEq, Eq)]
@@ -113,9 +113,8 @@ fn mount(dir: &Path, opts: &NfsOptions) -> Result<Reply> {
         return Err(Error::Usage(format!("mount dir {} is not absolute", dir.display())));
     }
     let source = opts.source();
-    let mounts =
-        mountinfo::read().map_err(|source| Error::Io { step: "read", path: "/proc/self/mountinfo".into(), source })?;
-    if let Some(m) = mountinfo::mount_at(&mounts, &canonical(dir)) {
+    let mounts = kvol_mount::read_mountinfo()?;
+    if let Some(m) = kvol_mount::find_by_mount_point(&mounts, &canonical(dir)) {
         if m.fs_type.starts_with("nfs") && m.source.trim_end_matches('/') == source.trim_end_matches('/') {
             return Ok(Reply::Done(DriverStatus::success()));
         }
@@ -135,9 +134,8 @@ fn mount(dir: &Path, opts: &NfsOptions) -> Result<Reply> {
 }
 
 fn unmount(dir: &Path) -> Result<Reply> {
-    let mounts =
-        mountinfo::read().map_err(|source| Error::Io { step: "read", path: "/proc/self/mountinfo".into(), source })?;
-    if mountinfo::mount_at(&mounts, &canonical(dir)).is_some() {
+    let mounts = kvol_mount::read_mountinfo()?;
+    if kvol_mount::find_by_mount_point(&mounts, &canonical(dir)).is_some() {
         run_tool("umount", &[&dir.to_string_lossy()])?;
     }
     Ok(Reply::Done(DriverStatus::success()))

@@ -1,11 +1,9 @@
-//! Host operations: running tools, mount(2), directories created on the way (and removed
-//! again on failure).
+//! Host operations: running tools, and directories created on the way (and removed again on
+//! failure). Mounts are kvol-mount's.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Error, Result};
 
@@ -66,43 +64,6 @@ impl Drop for Created {
         for dir in self.dirs.iter().rev() {
             let _ = std::fs::remove_dir(dir);
         }
-    }
-}
-
-/// Bind-mounts `source` on `target`, then makes it read-only if asked (a bind mount ignores
-/// `MS_RDONLY` on the first call).
-pub fn bind_mount(source: &Path, target: &Path, read_only: bool) -> Result<()> {
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| Error::Sys {
-        step: format!("bind mount {} on", source.display()),
-        path: target.to_owned(),
-        source: e,
-    })?;
-    if read_only {
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        if let Err(e) = mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
-            let _ = umount2(target, MntFlags::empty());
-            return Err(Error::Sys { step: "remount read-only".into(), path: target.to_owned(), source: e });
-        }
-    }
-    Ok(())
-}
-
-/// Mounts a block device's file system.
-pub fn mount_device(device: &Path, target: &Path, fs_type: &str, read_only: bool) -> Result<()> {
-    let flags = if read_only { MsFlags::MS_RDONLY } else { MsFlags::empty() };
-    mount(Some(device), target, Some(fs_type), flags, None::<&str>).map_err(|e| Error::Sys {
-        step: format!("mount {} ({fs_type}) on", device.display()),
-        path: target.to_owned(),
-        source: e,
-    })
-}
-
-/// Unmounts `target`; a path that is not a mount point (EINVAL) or is gone (ENOENT) counts as
-/// unmounted.
-pub fn unmount(target: &Path) -> Result<()> {
-    match umount2(target, MntFlags::empty()) {
-        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
-        Err(e) => Err(Error::Sys { step: "unmount".into(), path: target.to_owned(), source: e }),
     }
 }
 

@@ -133,6 +133,59 @@ async fn mountdevice_never_reformats_a_volume_with_another_file_system() {
     ok(&driver, &DriverCall::detach("pv2", "node1")).await;
 }
 
+/// Regression (issue 11, "a detach that says Success while /dev/loopN stays bound"): `detach` finds a
+/// volume's file through the record its name got at attach. Two nodes sharing one state directory (two
+/// agents on one machine, as the node agent's tests had) each attached a volume named `data`; the second
+/// attach overwrote the first's record, so the first node's detach released the second node's device,
+/// answered Success, and left its own bound. The second attach is now refused while the first is attached.
+#[tokio::test]
+async fn a_volume_name_recorded_for_another_attached_file_is_refused_so_detach_never_frees_the_wrong_device() {
+    if skip_unless("a_volume_name_recorded_for_another_attached_file", &["losetup"]) {
+        return;
+    }
+    let (a, b) = (Node::new(), Node::new());
+    let driver_a = a.install_kvol_flex("kvol", "loop");
+    b.install_kvol_flex("kvol", "loop");
+    // Node b's driver with node a's state directory.
+    let driver_b = kvol_flex::Driver::new(&b.plugin_dir, "kvol~loop").with_env(STATE_DIR_ENV, &a.state);
+    let spec_a = loop_spec(&a, "data", "vol-a", "ext4");
+    let spec_b = loop_spec(&b, "data", "vol-b", "ext4");
+    ok(&driver_a, &DriverCall::attach(&spec_a, "node1")).await;
+    assert_eq!(a.loops().len(), 1);
+
+    let err = driver_b.run(&DriverCall::attach(&spec_b, "node1")).await.unwrap_err().to_string();
+    assert!(err.contains("volume name data already names") && err.contains("vol-a.img"), "{err}");
+    assert!(b.loops().is_empty(), "nothing attached for the refused volume: {:?}", b.loops());
+
+    ok(&driver_a, &DriverCall::detach("data", "node1")).await;
+    assert!(a.loops().is_empty(), "Success left {:?} bound", a.loops());
+    // Once the first volume is detached, the name is free again.
+    ok(&driver_b, &DriverCall::attach(&spec_b, "node1")).await;
+    ok(&driver_b, &DriverCall::detach("data", "node1")).await;
+    assert!(b.loops().is_empty(), "{:?}", b.loops());
+}
+
+/// A detach while something holds the loop device open: the kernel releases it only when the holder closes
+/// it, so the driver waits for that and fails clearly rather than answer Success with the device bound.
+#[tokio::test]
+async fn a_detach_of_a_held_loop_device_fails_clearly_and_succeeds_once_it_is_released() {
+    if skip_unless("a_detach_of_a_held_loop_device", &["losetup"]) {
+        return;
+    }
+    let node = Node::new();
+    let driver = node.install_kvol_flex("kvol", "loop");
+    let spec = loop_spec(&node, "pv1", "vol1", "ext4");
+    let device = ok(&driver, &DriverCall::attach(&spec, "node1")).await.device;
+    let holder = std::fs::File::open(&device).unwrap();
+    let err = driver.run(&DriverCall::detach("pv1", "node1")).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("loop device {device} is still bound to")) && err.contains("held open"), "{err}");
+    assert_eq!(node.loops(), std::slice::from_ref(&device), "still bound, its detach pending");
+    assert!(!ok(&driver, &DriverCall::is_attached(&spec, "node1")).await.attached, "a pending detach is not attached");
+    drop(holder);
+    ok(&driver, &DriverCall::detach("pv1", "node1")).await;
+    assert!(node.loops().is_empty(), "{:?}", node.loops());
+}
+
 #[tokio::test]
 async fn loop_errors_name_the_missing_option() {
     let node = Node::new();

@@ -171,13 +171,38 @@ impl Controller {
             }
         }
         let failed = self.write_node_statuses().await;
+        let mut latest: HashMap<String, Option<Vec<String>>> = HashMap::new();
         for (key, force) in detaches {
+            // kube's verifyVolumeIsSafeToDetach: the node as the API server has it now, not as the watch last
+            // delivered it. The agent lists a device in volumesInUse before it mounts it (and after the write
+            // above it finds it gone from volumesAttached and mounts nothing), so a detach that has read the node
+            // after its own write never races a mount.
+            let in_use = if force || failed.contains(&key.node) {
+                None
+            } else {
+                if !latest.contains_key(&key.node) {
+                    let fresh = self.latest_in_use(&key.node).await;
+                    latest.insert(key.node.clone(), fresh);
+                }
+                latest[&key.node].clone()
+            };
             let Some(volume) = self.actual.volumes.get_mut(&key) else {
                 self.ops.finish(&key);
                 continue;
             };
             if failed.contains(&key.node) {
                 volume.reported = matches!(volume.state, AttachState::Attached { .. });
+                self.ops.finish(&key);
+                continue;
+            }
+            if !force && in_use.as_ref().is_none_or(|list| list.contains(&key.volume)) {
+                match &in_use {
+                    Some(_) => tracing::info!(volume = %key, "not detaching: the node reports the volume in use"),
+                    None => tracing::warn!(volume = %key, "not detaching: the node's volumesInUse could not be read"),
+                }
+                volume.mounted_by_node = in_use.is_some();
+                volume.reported = matches!(volume.state, AttachState::Attached { .. });
+                self.actual.mark_dirty(&key.node);
                 self.ops.finish(&key);
                 continue;
             }
@@ -196,6 +221,20 @@ impl Controller {
         }
         let retry_status = (!failed.is_empty()).then(|| now + std::time::Duration::from_secs(1));
         [plan.next_wake, retry_status].into_iter().flatten().min()
+    }
+
+    /// The node's `status.volumesInUse` read from the API server (a node that is gone uses nothing); `None`
+    /// when it cannot be read.
+    async fn latest_in_use(&self, node: &str) -> Option<Vec<String>> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        match api.get_status(node).await {
+            Ok(node) => Some(node_in_use(&node).to_vec()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Some(Vec::new()),
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "reading the node before a detach failed");
+                None
+            }
+        }
     }
 
     /// Applies nodes' `volumesInUse` when a node changed, marks nodes whose `volumesAttached` differs from
@@ -523,6 +562,116 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kvol_volume::{AttachablePlugin, Mounter, PodRef, Unmounter, VolumeHost, VolumePlugin, VolumeSpec};
+
+    /// An attachable plugin that only records its detaches.
+    struct RecordingDetach(Arc<parking_lot::Mutex<Vec<String>>>);
+
+    impl VolumePlugin for RecordingDetach {
+        fn name(&self) -> &str {
+            "kvol.test/fake"
+        }
+        fn can_support(&self, _: &VolumeSpec) -> bool {
+            false
+        }
+        fn volume_name(&self, spec: &VolumeSpec) -> kvol_volume::Result<String> {
+            Ok(spec.name().to_string())
+        }
+        fn new_mounter(
+            &self,
+            _: &VolumeSpec,
+            _: &PodRef,
+            _: &Arc<dyn VolumeHost>,
+        ) -> kvol_volume::Result<Box<dyn Mounter>> {
+            Err(kvol_volume::Error::NoPlugin("the controller never mounts".into()))
+        }
+        fn new_unmounter(&self, _: &str, _: &str, _: &Arc<dyn VolumeHost>) -> kvol_volume::Result<Box<dyn Unmounter>> {
+            Err(kvol_volume::Error::NoPlugin("the controller never unmounts".into()))
+        }
+        fn as_attachable(&self) -> Option<&dyn AttachablePlugin> {
+            Some(self)
+        }
+    }
+
+    impl AttachablePlugin for RecordingDetach {
+        fn is_attachable(&self, _: &VolumeSpec) -> bool {
+            true
+        }
+        fn volume_name_for_attach(&self, spec: &VolumeSpec) -> kvol_volume::Result<String> {
+            Ok(spec.name().to_string())
+        }
+        fn attach(&self, spec: &VolumeSpec, _: &str) -> kvol_volume::Result<String> {
+            Ok(format!("/dev/fake-{}", spec.name()))
+        }
+        fn is_attached(&self, _: &VolumeSpec, _: &str) -> kvol_volume::Result<bool> {
+            Ok(true)
+        }
+        fn detach(&self, volume: &str, node: &str) -> kvol_volume::Result<()> {
+            self.0.lock().push(format!("detach {volume} {node}"));
+            Ok(())
+        }
+    }
+
+    /// Regression (issue 11): kubelet never has a device detached before its UnmountDevice succeeded, and the
+    /// controller only knows that from the node's `volumesInUse`. It decided from its node cache, which a
+    /// watch keeps only eventually current: a node that had just reported the volume in use (its agent then
+    /// mounts it) could still have it detached. As kube's `verifyVolumeIsSafeToDetach` does, the controller
+    /// now reads the node from the API server before it detaches, and waits while the node lists the volume.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_volume_the_nodes_latest_status_reports_in_use_is_not_detached_from_a_stale_cache() {
+        use kube::api::PostParams;
+        let dir = tempfile::tempdir().unwrap();
+        let config = kvol_apiserver::ServerConfig::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
+        let kubeconfig = config.kubeconfig_path();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            kvol_apiserver::run(config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("kvol server")
+        });
+        while !kubeconfig.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+        let client = Client::try_from(config).unwrap();
+
+        // The node as the API server has it: the volume attached and, as its agent has just written, in use.
+        let unique = "flexvolume-kvol.test/fake/pv1";
+        let nodes: Api<Node> = Api::all(client.clone());
+        let node: Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "n1"}})).unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+        let status = serde_json::json!({"status": {
+            "volumesAttached": [{"name": unique, "devicePath": "/dev/fake-pv1"}],
+            "volumesInUse": [unique],
+        }});
+        let fresh = nodes.patch_status("n1", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        // The controller's cache has not seen the in-use write yet, and no pod wants the volume.
+        let mut stale = fresh.clone();
+        stale.status.as_mut().unwrap().volumes_in_use = None;
+        let world = Arc::new(World::default());
+        world.nodes.apply(stale);
+        let detaches = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let plugin: Arc<dyn VolumePlugin> = Arc::new(RecordingDetach(detaches.clone()));
+        let registry = PluginRegistry::with([plugin]).unwrap();
+        let mut controller =
+            Controller::new(client, world, registry, AttachDetachConfig::default(), Arc::new(Notify::new()));
+
+        controller.reconcile(false).await;
+        while controller.tasks.join_next().await.is_some() {}
+        assert_eq!(*detaches.lock(), Vec::<String>::new(), "detached while the node reports the volume in use");
+        // The next pass reports it attached again (it left volumesAttached before the check) and keeps waiting.
+        controller.reconcile(false).await;
+        while controller.tasks.join_next().await.is_some() {}
+        assert_eq!(*detaches.lock(), Vec::<String>::new());
+        let attached =
+            nodes.get_status("n1").await.unwrap().status.and_then(|s| s.volumes_attached).unwrap_or_default();
+        assert_eq!(attached.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), [unique], "still reported attached");
+        let _ = stop.send(());
+        server.await.unwrap();
+    }
 
     fn pod(namespace: &str, name: &str) -> Arc<Pod> {
         Arc::new(

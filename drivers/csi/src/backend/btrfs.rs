@@ -156,9 +156,8 @@ impl Backend for Btrfs {
         };
         Ok(mounts
             .iter()
-            .find(|m| {
-                m.major == major && m.minor == minor && (m.root == root || m.root.starts_with(&format!("{root}/")))
-            })
+            // The subvolume itself or a directory in it (paths compare whole components).
+            .find(|m| m.major == major && m.minor == minor && m.root.starts_with(&root))
             .map(|m| format!("mounted at {}", m.mount_point.display())))
     }
 
@@ -211,7 +210,7 @@ impl Backend for Btrfs {
             return Err(Error::FailedPrecondition("the btrfs backend has no block access".into()));
         }
         ensure_dir(staging)?;
-        mounter::bind(&self.volume_path(id), staging, opts.flags)?;
+        mounter::bind(&self.volume_path(id), staging, opts)?;
         Ok("btrfs".into())
     }
 

@@ -2,14 +2,14 @@
 //!
 //! The file's size is a hard capacity. Mount access formats the device (ext4 or xfs) on first stage
 //! and mounts it at the staging path; block access hands the device itself to the publish step.
-//! Expansion grows the file; the node then refreshes the loop device (`losetup -c`) and grows xfs
+//! Expansion grows the file; the node then refreshes the loop device (`LOOP_SET_CAPACITY`) and grows xfs
 //! online. ext4 cannot be grown online on this kernel without CAP_SYS_RESOURCE, so it is grown offline
 //! (`e2fsck -f` + `resize2fs`) on the next stage instead, and NodeExpandVolume says so.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use kvol_csi::v1::{volume_usage::Unit, VolumeUsage};
+use kvol_mount::loopdev::{self, LoopDevice};
 
 use crate::backend::{ensure_dir, free_bytes, remove_leftover_file, statvfs_usage, Backend};
 use crate::cmd::{run, run_status};
@@ -18,8 +18,8 @@ use crate::mounter::{self, MountOptions};
 use crate::mountinfo;
 use crate::store::ContentSource;
 
-/// How long [`LoopFiles::unstage`] waits for a detach the kernel deferred.
-const DETACH_WAIT: Duration = Duration::from_secs(5);
+/// Where loop devices are allocated (its presence says the kernel has loop devices).
+const LOOP_CONTROL: &str = "/dev/loop-control";
 
 /// The loop-file backend over a pool directory (any file system with sparse files).
 pub struct LoopFiles {
@@ -27,13 +27,13 @@ pub struct LoopFiles {
 }
 
 impl LoopFiles {
-    /// Opens the pool, creating its layout; checks that losetup is available.
+    /// Opens the pool, creating its layout; checks that loop devices are available.
     pub fn open(pool: &Path) -> Result<Self> {
         let pool = pool.canonicalize().map_err(Error::io("opening pool", pool))?;
         for dir in ["volumes", "snapshots"] {
             ensure_dir(&pool.join(dir))?;
         }
-        run("losetup", ["--version"])?;
+        std::fs::metadata(LOOP_CONTROL).map_err(Error::io("opening", LOOP_CONTROL))?;
         Ok(LoopFiles { pool })
     }
 
@@ -45,28 +45,18 @@ impl LoopFiles {
         self.pool.join("snapshots").join(format!("{id}.img"))
     }
 
-    /// Loop devices backed by the file, from sysfs (what `losetup -j` reports, without spawning it:
-    /// this is on the NodePublish path).
-    fn devices_of(file: &Path) -> Result<Vec<PathBuf>> {
+    /// Loop devices backed by the file, pending detaches included (kvol-mount reads sysfs: no process is
+    /// spawned on the NodePublish path); none when the file is missing.
+    fn devices_of(file: &Path) -> Result<Vec<LoopDevice>> {
         if !file.exists() {
             return Ok(Vec::new());
         }
-        let file = file.canonicalize().map_err(Error::io("resolving", file))?;
-        let entries = match std::fs::read_dir("/sys/block") {
-            Ok(e) => e,
-            Err(e) => return Err(Error::io("listing", "/sys/block")(e)),
-        };
-        let mut devices: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
-            .filter(|e| {
-                std::fs::read_to_string(e.path().join("loop/backing_file"))
-                    .is_ok_and(|b| Path::new(b.trim_end_matches('\n')) == file)
-            })
-            .map(|e| Path::new("/dev").join(e.file_name()))
-            .collect();
-        devices.sort();
-        Ok(devices)
+        Ok(loopdev::devices_of(file)?)
+    }
+
+    /// The loop device backed by the file that stays (no detach pending), if any.
+    fn attached_device(file: &Path) -> Result<Option<PathBuf>> {
+        Ok(Self::devices_of(file)?.into_iter().find(|d| !d.autoclear).map(|d| d.device))
     }
 
     /// Whether the file system whose root is `mounted` lives on a loop device backed by `file`: the
@@ -84,20 +74,9 @@ impl LoopFiles {
         }
     }
 
-    /// True if the loop device was detached and the kernel only waits for its last opener to close it
-    /// (`losetup -d` on a busy device sets autoclear; the driver never attaches with autoclear itself).
-    fn detach_pending(dev: &Path) -> bool {
-        let name = dev.file_name().unwrap_or_default().to_string_lossy();
-        std::fs::read_to_string(format!("/sys/block/{name}/loop/autoclear")).is_ok_and(|v| v.trim() == "1")
-    }
-
+    /// Attaches the volume's file (idempotent; a pending detach of it is waited for first).
     fn attach(&self, id: &str) -> Result<PathBuf> {
-        let file = self.volume_path(id);
-        if let Some(dev) = Self::devices_of(&file)?.into_iter().next() {
-            return Ok(dev);
-        }
-        let out = run("losetup", ["--find".as_ref(), "--show".as_ref(), file.as_os_str()])?;
-        Ok(PathBuf::from(out.trim()))
+        Ok(loopdev::attach(&self.volume_path(id))?)
     }
 
     fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
@@ -240,8 +219,8 @@ impl Backend for LoopFiles {
     }
 
     fn in_use(&self, id: &str) -> Result<Option<String>> {
-        let devs = Self::devices_of(&self.volume_path(id))?;
-        Ok(devs.iter().find(|d| !Self::detach_pending(d)).map(|d| format!("attached as {}", d.display())))
+        let device = Self::attached_device(&self.volume_path(id))?;
+        Ok(device.map(|d| format!("attached as {}", d.display())))
     }
 
     fn expand_volume(&self, id: &str, bytes: u64) -> Result<bool> {
@@ -280,7 +259,8 @@ impl Backend for LoopFiles {
             mountinfo::Probe::Unknown => {}
         }
         let devs = Self::devices_of(&file)?;
-        Ok(mountinfo::mount_at(table.get()?, staging).is_some_and(|m| devs.iter().any(|d| Path::new(&m.source) == d)))
+        Ok(mountinfo::mount_at(table.get()?, staging)
+            .is_some_and(|m| devs.iter().any(|d| Path::new(&m.source) == d.device)))
     }
 
     fn stage(&self, id: &str, staging: &Path, block: bool, fs_type: &str, opts: &MountOptions) -> Result<String> {
@@ -317,7 +297,7 @@ impl Backend for LoopFiles {
             Ok(fs)
         })();
         if result.is_err() {
-            let _ = run("losetup", ["-d".as_ref(), dev.as_os_str()]);
+            let _ = loopdev::detach(&dev);
         }
         result
     }
@@ -326,23 +306,16 @@ impl Backend for LoopFiles {
         if mountinfo::is_mount_point(staging, &mountinfo::Table::default())? {
             mounter::unmount(staging)?;
         }
-        let file = self.volume_path(id);
-        for dev in Self::devices_of(&file)? {
-            if !Self::detach_pending(&dev) {
-                run("losetup", ["-d".as_ref(), dev.as_os_str()])?;
-            }
-        }
-        // The kernel defers a detach while anyone else has the device open (a probe, a scan): wait a
-        // little for it, so that a DeleteVolume right after this call finds the volume free.
-        let deadline = Instant::now() + DETACH_WAIT;
-        while !Self::devices_of(&file)?.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+        // The kernel defers a detach while anyone else has the device open (a probe, a scan): each detach
+        // waits for the release, and fails rather than report the volume unstaged with its device bound.
+        for dev in Self::devices_of(&self.volume_path(id))? {
+            loopdev::detach(&dev.device)?;
         }
         Ok(())
     }
 
     fn block_device(&self, id: &str) -> Result<Option<PathBuf>> {
-        Ok(Self::devices_of(&self.volume_path(id))?.into_iter().next())
+        Self::attached_device(&self.volume_path(id))
     }
 
     fn usage(&self, id: &str, path: &Path, block: bool, _capacity: u64) -> Result<Vec<VolumeUsage>> {
@@ -356,11 +329,11 @@ impl Backend for LoopFiles {
     fn node_expand(&self, id: &str, fs_mount: Option<&Path>, _capacity: u64) -> Result<u64> {
         let file = self.volume_path(id);
         let size = Self::file_len(&file)?;
-        let Some(dev) = Self::devices_of(&file)?.into_iter().next() else {
+        let Some(dev) = Self::attached_device(&file)? else {
             // Not attached: the next stage sees the new size (and grows the file system then).
             return Ok(size);
         };
-        run("losetup", ["-c".as_ref(), dev.as_os_str()])?;
+        loopdev::refresh_capacity(&dev)?;
         let Some(mnt) = fs_mount else { return Ok(size) };
         let mounts = mountinfo::read()?;
         let fs = mountinfo::mount_at(&mounts, mnt).map(|m| m.fs_type.clone()).unwrap_or_default();
@@ -384,5 +357,54 @@ impl Backend for LoopFiles {
             }
         }
         Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Detaches whatever the test left attached to files under its pool, pass or fail.
+    struct Detach(PathBuf);
+
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            for d in loopdev::list().unwrap_or_default() {
+                if d.backing_file.starts_with(&self.0) {
+                    let _ = loopdev::detach(&d.device);
+                }
+            }
+        }
+    }
+
+    /// Regression (issue 11, "Success but still bound"): the kernel releases a detached loop device only
+    /// when its last holder closes it. NodeUnstageVolume waited 5 s for that, then answered success with the
+    /// device still bound; it now fails clearly, and succeeds once the holder lets go.
+    #[test]
+    fn unstage_fails_while_the_loop_device_is_held_open_and_succeeds_once_released() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIP: needs root (loop devices)");
+            return;
+        }
+        let pool = tempfile::tempdir().unwrap();
+        let backend = LoopFiles::open(pool.path()).unwrap();
+        let _detach = Detach(backend.pool.clone());
+        backend.create_volume("v1", 16 << 20, None).unwrap();
+        let staging = pool.path().join("staging");
+        backend.stage("v1", &staging, true, "", &MountOptions::default()).unwrap();
+        let device = backend.block_device("v1").unwrap().expect("attached");
+        let holder = std::fs::File::open(&device).unwrap();
+
+        let result = backend.unstage("v1", &staging);
+        let bound = LoopFiles::devices_of(&backend.volume_path("v1")).unwrap();
+        assert!(result.is_err() || bound.is_empty(), "unstage answered Ok with {bound:?} still bound");
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("is still bound to") && err.contains("held open"), "{err}");
+        assert_eq!(backend.in_use("v1").unwrap(), None, "a pending detach does not hold the volume");
+
+        drop(holder);
+        backend.unstage("v1", &staging).unwrap();
+        assert_eq!(LoopFiles::devices_of(&backend.volume_path("v1")).unwrap(), []);
+        backend.delete_volume("v1").unwrap();
     }
 }
