@@ -325,9 +325,14 @@ fn flexvolume_loop_is_attached_by_the_agent_itself_when_controller_attach_detach
     let managed =
         get(&server, "node", NODE, r"{.metadata.annotations.volumes\.kubernetes\.io/controller-managed-attach-detach}");
     assert_ne!(managed.as_deref(), Some("true"), "the node does not ask the controller to attach");
-    let (attached, in_use) = node_volumes(&server);
+    // The agent attached and mounted without waiting for a report (only a controller's attach needs one):
+    // its next node status write (every 500 ms) lists the device.
+    let attached = wait_for("the node to report the device in use", |seen| {
+        let (attached, in_use) = node_volumes(&server);
+        *seen = format!("volumesAttached {attached:?}, volumesInUse {in_use:?}");
+        (in_use == ["flexvolume-kvol/loop/vol"]).then_some(attached)
+    });
     assert!(attached.is_empty(), "volumesAttached is the controller's, and it attached nothing: {attached:?}");
-    assert_eq!(in_use, ["flexvolume-kvol/loop/vol"]);
     let describe = kubectl(&server, &["describe", "pod", "p1"]);
     assert!(!describe.contains("SuccessfulAttachVolume"), "the controller attached nothing:\n{describe}");
 
