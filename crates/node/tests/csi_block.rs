@@ -136,7 +136,9 @@ async fn a_pod_with_volume_devices_gets_its_csi_block_device_and_loses_it_with_t
         let _ = registrar_stopped.await;
     }));
 
-    // A block volume from the driver, its PV and a Block claim bound to it.
+    // A block volume from the driver, its PV and a Block claim bound to it (once the driver, started above,
+    // listens: on a loaded machine it may not have bound its socket yet).
+    eventually("the driver's socket", T, || socket.exists()).await?;
     let channel = kvol_csi::connect(socket.to_str().unwrap()).await?;
     let cap = VolumeCapability {
         access_type: Some(AccessType::Block(BlockVolume {})),
