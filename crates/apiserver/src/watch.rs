@@ -162,7 +162,7 @@ impl Default for WatchBudget {
 /// until the connection takes it.
 struct Chunk {
     bytes: Bytes,
-    _budget: OwnedSemaphorePermit,
+    _budget: Option<OwnedSemaphorePermit>,
     _window: Option<OwnedSemaphorePermit>,
 }
 
@@ -252,8 +252,14 @@ impl Sink {
             } => permit?.map_err(|_| Stop::Closed)?,
             _ = self.tx.closed() => return Err(Stop::Closed),
         };
-        let chunk = Chunk { bytes: Bytes::from(line), _budget: permit, _window: window };
+        let chunk = Chunk { bytes: Bytes::from(line), _budget: Some(permit), _window: window };
         self.tx.send(chunk).map_err(|_| Stop::Closed)
+    }
+
+    /// Queue the last line of a watch closed for unresponsiveness, past the budget (it is small, and the
+    /// client reads it after what it left unread).
+    fn send_last(&self, line: Vec<u8>) {
+        let _ = self.tx.send(Chunk { bytes: Bytes::from(line), _budget: None, _window: None });
     }
 
     /// Bytes encoded and not yet taken by the connection.
@@ -312,12 +318,18 @@ pub fn start(
         })
         .await;
         if let Ok(Err(Stop::Stalled)) = outcome {
+            let (unread, stall) = (task.sink.unread(), task.sink.budget.stall);
             tracing::warn!(
                 resource = resource.plural,
-                unread_bytes = task.sink.unread(),
+                unread_bytes = unread,
                 budget_bytes = task.sink.budget.bytes,
                 "Forcing watcher close due to unresponsiveness"
             );
+            // The client learns that it fell behind, as from a watch that fell behind the store: it relists.
+            let why = format!(
+                "watch closed: the client left {unread} bytes unread for {stall:?}; too old resource version, please relist"
+            );
+            task.sink.send_last(error_line(&ApiError::gone(why)));
         }
     });
     Ok(body)

@@ -225,6 +225,9 @@ async fn a_watcher_that_stops_reading_is_closed_once_its_byte_budget_stays_full(
     let got = read_until_closed(&mut stalled, Duration::from_secs(60)).await;
     let events = count(&got, "\"type\":\"ADDED\"");
     assert!(events < 40, "the stalled watcher was sent all {events} events: it was never closed");
+    // It is told why, as a watch that fell behind the store is: 410, relist.
+    assert_eq!(count(&got, "\"type\":\"ERROR\""), 1, "no ERROR event ends the stalled watch");
+    assert_eq!(count(&got, "\"code\":410"), 1);
     server.assert_alive().await;
 }
 
