@@ -43,8 +43,17 @@ pub(crate) async fn call_with_timeout<T, Fut>(
 where
     Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
+    let started = tokio::time::Instant::now();
     match tokio::time::timeout(timeout, fut).await {
         Err(_) => Err(CsiError::Timeout { call, volume: volume.into(), timeout }),
+        // The channel enforces the request's deadline too, and may get there first: its
+        // "Timeout expired" is the same expiry, not an answer from the driver.
+        Ok(Err(status))
+            if matches!(status.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded)
+                && started.elapsed() >= timeout =>
+        {
+            Err(CsiError::Timeout { call, volume: volume.into(), timeout })
+        }
         Ok(Err(status)) => Err(CsiError::Call {
             call,
             volume: volume.into(),
